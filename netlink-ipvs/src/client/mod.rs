@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+
+//! The async client: connection, requests, batches and errors.
+
+mod batch;
+mod error;
+mod family;
+mod handle;
+mod operation;
+
+pub use batch::IpvsBatchOptions;
+pub use error::IpvsError;
+pub use handle::{new_connection, IpvsConnection, IpvsHandle, IpvsTableEntry};
+pub use operation::IpvsOperation;

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+
+//! Traffic counters and rates of a service or a real server.
+
+mod attribute;
+
+pub(crate) use attribute::{parse_stats, stats_nlas};
+pub use attribute::{IpvsStatsAttribute, IpvsStatsWidth};
+
+/// The counters and rates the kernel keeps for a service or a real server
+/// (`struct ip_vs_kstats`), as read from a `STATS64` nest (or a `STATS`
+/// nest on kernels without `STATS64`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct IpvsStats {
+    /// Connections scheduled.
+    pub connections: u64,
+    /// Incoming packets.
+    pub in_packets: u64,
+    /// Outgoing packets.
+    pub out_packets: u64,
+    /// Incoming bytes.
+    pub in_bytes: u64,
+    /// Outgoing bytes.
+    pub out_bytes: u64,
+    /// Connections per second (estimated by the kernel).
+    pub connection_rate: u64,
+    /// Incoming packets per second.
+    pub in_packet_rate: u64,
+    /// Outgoing packets per second.
+    pub out_packet_rate: u64,
+    /// Incoming bytes per second.
+    pub in_byte_rate: u64,
+    /// Outgoing bytes per second.
+    pub out_byte_rate: u64,
+}
+
+impl IpvsStats {
+    /// Collects the counters of a stats nest; unknown attributes are ignored.
+    pub fn from_attributes(attributes: &[IpvsStatsAttribute]) -> Self {
+        let mut stats = Self::default();
+        for attribute in attributes {
+            match *attribute {
+                IpvsStatsAttribute::Connections(v) => stats.connections = v,
+                IpvsStatsAttribute::InPackets(v) => stats.in_packets = v,
+                IpvsStatsAttribute::OutPackets(v) => stats.out_packets = v,
+                IpvsStatsAttribute::InBytes(v) => stats.in_bytes = v,
+                IpvsStatsAttribute::OutBytes(v) => stats.out_bytes = v,
+                IpvsStatsAttribute::ConnectionRate(v) => stats.connection_rate = v,
+                IpvsStatsAttribute::InPacketRate(v) => stats.in_packet_rate = v,
+                IpvsStatsAttribute::OutPacketRate(v) => stats.out_packet_rate = v,
+                IpvsStatsAttribute::InByteRate(v) => stats.in_byte_rate = v,
+                IpvsStatsAttribute::OutByteRate(v) => stats.out_byte_rate = v,
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    /// The nest the kernel writes for these counters, in its order.
+    pub fn to_attributes(&self) -> Vec<IpvsStatsAttribute> {
+        vec![
+            IpvsStatsAttribute::Connections(self.connections),
+            IpvsStatsAttribute::InPackets(self.in_packets),
+            IpvsStatsAttribute::OutPackets(self.out_packets),
+            IpvsStatsAttribute::InBytes(self.in_bytes),
+            IpvsStatsAttribute::OutBytes(self.out_bytes),
+            IpvsStatsAttribute::ConnectionRate(self.connection_rate),
+            IpvsStatsAttribute::InPacketRate(self.in_packet_rate),
+            IpvsStatsAttribute::OutPacketRate(self.out_packet_rate),
+            IpvsStatsAttribute::InByteRate(self.in_byte_rate),
+            IpvsStatsAttribute::OutByteRate(self.out_byte_rate),
+        ]
+    }
+}
