@@ -35,6 +35,7 @@ pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod dest;
+pub mod format;
 pub mod info;
 pub mod message;
 mod nla;
