@@ -72,6 +72,10 @@ pub fn new_connection() -> Result<(IpvsConnection, IpvsHandle), IpvsError> {
     let family_id = resolve_family_id(IPVS_GENL_NAME)?;
     let (mut connection, handle, _unsolicited) =
         netlink_proto::new_connection(NETLINK_GENERIC).map_err(IpvsError::Socket)?;
+    // Every request waits for its explicit answer (ACK, error or DONE): a
+    // stream that ends without one means the connection died.
+    connection.set_forward_ack(true);
+    connection.set_forward_done(true);
     let socket = connection.socket_mut().socket_mut();
     // Best effort: a smaller buffer only lowers the useful in-flight bound.
     let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
