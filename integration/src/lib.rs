@@ -70,3 +70,79 @@ pub fn connect() -> IpvsHandle {
     tokio::spawn(connection);
     handle
 }
+
+/// A synthetic table of `services` TCP services with `destinations` masquerading
+/// real servers each, as the batch operations that create it. Addresses stay
+/// inside 10.0.0.0/8 (ipvsadm's sort wraps for addresses 2^31 apart).
+pub fn synthetic_table(services: usize, destinations: usize) -> Vec<netlink_ipvs::IpvsOperation> {
+    use netlink_ipvs::{
+        IpvsDestination, IpvsForwardingMethod, IpvsOperation, IpvsService, IpvsServiceKey,
+    };
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut operations = Vec::with_capacity(services * (destinations + 1));
+    for s in 0..services {
+        let vip = Ipv4Addr::from(0x0a60_0000u32 + s as u32); // 10.96.0.0 + s
+        let key = IpvsServiceKey::tcp(IpAddr::V4(vip), 80);
+        operations.push(IpvsOperation::AddService(IpvsService::new(key, "rr")));
+        for d in 0..destinations {
+            let rip = Ipv4Addr::from(0x0af4_0000u32 + (s * destinations + d) as u32); // 10.244.0.0 + n
+            operations.push(IpvsOperation::AddDestination(
+                key,
+                IpvsDestination::new(IpAddr::V4(rip), 8080, IpvsForwardingMethod::Masquerade, 1),
+            ));
+        }
+    }
+    operations
+}
+
+/// The `ipvsadm -R` input that creates the same table as `operations`.
+pub fn restore_rules(operations: &[netlink_ipvs::IpvsOperation]) -> String {
+    use netlink_ipvs::IpvsOperation;
+    use std::fmt::Write;
+    let mut rules = String::new();
+    for operation in operations {
+        match operation {
+            IpvsOperation::AddService(service) => {
+                let _ = writeln!(
+                    rules,
+                    "-A {} -s {}",
+                    service_option(&service.key),
+                    service.scheduler
+                );
+            }
+            IpvsOperation::AddDestination(key, destination) => {
+                let _ = writeln!(
+                    rules,
+                    "-a {} -r {} -m -w {}",
+                    service_option(key),
+                    destination.key,
+                    destination.weight
+                );
+            }
+            other => panic!("restore_rules supports adds only, not {other}"),
+        }
+    }
+    rules
+}
+
+fn service_option(key: &netlink_ipvs::IpvsServiceKey) -> String {
+    use netlink_ipvs::{IpvsProtocol, IpvsServiceKey};
+    match key {
+        IpvsServiceKey::Inet {
+            protocol,
+            address,
+            port,
+        } => {
+            let flag = match protocol {
+                IpvsProtocol::Udp => "-u",
+                IpvsProtocol::Sctp => "--sctp-service",
+                _ => "-t",
+            };
+            match address {
+                std::net::IpAddr::V6(v6) => format!("{flag} [{v6}]:{port}"),
+                std::net::IpAddr::V4(v4) => format!("{flag} {v4}:{port}"),
+            }
+        }
+        IpvsServiceKey::Fwmark { mark, .. } => format!("-f {mark}"),
+    }
+}

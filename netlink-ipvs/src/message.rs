@@ -9,6 +9,7 @@ use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 use crate::attribute::IpvsAttribute;
 use crate::command::IpvsCommand;
+use crate::nla::{emit_list, list_len};
 
 /// The generic netlink family name of IPVS.
 pub const IPVS_GENL_NAME: &str = "IPVS";
@@ -51,11 +52,11 @@ impl GenlFamily for IpvsMessage {
 
 impl Emitable for IpvsMessage {
     fn buffer_len(&self) -> usize {
-        self.attributes.as_slice().buffer_len()
+        list_len(&self.attributes)
     }
 
     fn emit(&self, buffer: &mut [u8]) {
-        self.attributes.as_slice().emit(buffer)
+        emit_list(&self.attributes, buffer)
     }
 }
 

@@ -3,25 +3,47 @@
 //! The pipelined batch API: many operations, a bounded number in flight,
 //! one result per operation in order.
 //!
-//! Operations are packed `messages_per_request` to a datagram (the kernel
-//! processes the messages of a datagram in order and goes on after a
-//! failure, answering each with its own ACK or error), and up to
-//! `max_in_flight` messages are sent before their answers are read. No
-//! operation waits for the previous one's ACK.
+//! Operations are packed `messages_per_request` to a datagram. The kernel
+//! processes the messages of a datagram in order, goes on after a failure,
+//! and answers every failed message with an error carrying its sequence
+//! number, whether or not it asked for an ACK. So only the last message of
+//! each datagram asks for an ACK: its answer (ACK or error) says the whole
+//! datagram is done, and every message of it without an error succeeded.
+//! Up to `max_in_flight` messages are sent before their answers are read;
+//! no operation waits for the previous one's answer.
+//!
+//! The batch uses its own netlink socket (opened on first use), not the
+//! netlink-proto connection: reading one answer per datagram instead of
+//! one per message, and encoding straight into one reused buffer, is what
+//! keeps it close to the kernel's own speed (see BENCHMARKS.md).
 
-use futures::StreamExt;
-use netlink_packet_core::{NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-use netlink_proto::sys::SocketAddr;
+use std::collections::VecDeque;
+use std::io;
+
+use netlink_packet_core::{Emitable, NLM_F_ACK, NLM_F_REQUEST};
+use netlink_packet_generic::GenlFamily;
+use netlink_sys::{
+    protocols::NETLINK_GENERIC, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket,
+};
 
 use super::error::IpvsError;
 use super::handle::IpvsHandle;
 use super::operation::IpvsOperation;
 
+const NLMSG_HDRLEN: usize = 16;
+const GENL_HDRLEN: usize = 4;
+const NLMSG_ERROR: u16 = 2;
+const ENOBUFS: i32 = 105;
+/// Receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
+const RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
 /// How the batch API paces its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpvsBatchOptions {
-    /// Messages sent but not yet answered, at most. Every unread answer
-    /// occupies the socket's receive buffer: too many overrun it.
+    /// Messages sent whose datagram is not yet answered, at most. Unread
+    /// answers occupy the socket's receive buffer: too many would overrun
+    /// it, and an overrun loses answers (reported as errors, never as
+    /// successes).
     pub max_in_flight: usize,
     /// Messages packed into one datagram (one `sendmsg`).
     pub messages_per_request: usize,
@@ -30,75 +52,207 @@ pub struct IpvsBatchOptions {
 impl Default for IpvsBatchOptions {
     fn default() -> Self {
         Self {
-            max_in_flight: 256,
-            messages_per_request: 64,
+            max_in_flight: 1024,
+            messages_per_request: 128,
         }
     }
 }
 
-/// Results of one datagram: one per operation, matched by sequence number.
-async fn apply_request(
-    handle: &IpvsHandle,
-    operations: &[IpvsOperation],
-) -> Vec<Result<(), IpvsError>> {
-    let messages = operations
-        .iter()
-        .map(|operation| handle.netlink_message(operation.to_message(), NLM_F_REQUEST | NLM_F_ACK));
-    let mut replies = match handle
-        .connection()
-        .request_batch(messages, SocketAddr::new(0, 0))
-    {
-        Ok(replies) => replies,
-        Err(_) => {
-            return operations
-                .iter()
-                .map(|_| Err(IpvsError::ConnectionClosed))
-                .collect()
-        }
-    };
-    // netlink-proto numbers the messages of a datagram consecutively; each
-    // gets exactly one answer (ACK or error), echoing its sequence number.
-    let mut answers: Vec<(u32, Option<i32>)> = Vec::with_capacity(operations.len());
-    let mut overrun = false;
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::Error(error) => answers.push((
-                reply.header.sequence_number,
-                error.code.map(|code| code.get()),
-            )),
-            NetlinkPayload::Overrun(_) => overrun = true,
-            _ => {}
-        }
+/// The batch socket of a handle, with its reused buffers.
+pub(crate) struct BatchSocket {
+    socket: TokioSocket,
+    next_sequence: u32,
+    send_buffer: Vec<u8>,
+    receive_buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for BatchSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchSocket")
+            .field("next_sequence", &self.next_sequence)
+            .finish_non_exhaustive()
     }
-    let mut results: Vec<Option<Result<(), IpvsError>>> = operations.iter().map(|_| None).collect();
-    if let Some(first) = answers.iter().map(|(sequence, _)| *sequence).min() {
-        // Sequence numbers wrap at u32::MAX.
-        for (sequence, code) in answers {
-            let index = sequence.wrapping_sub(first) as usize;
-            if let Some(slot) = results.get_mut(index) {
-                *slot = Some(match code {
-                    None => Ok(()),
-                    Some(code) => Err(IpvsError::kernel(operations[index].to_string(), code)),
-                });
+}
+
+/// A datagram sent and not yet fully answered: operations
+/// `first..first + count`.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    first: usize,
+    count: usize,
+}
+
+impl BatchSocket {
+    pub(crate) fn open() -> io::Result<Self> {
+        let mut socket = TokioSocket::new(NETLINK_GENERIC)?;
+        let inner = socket.socket_mut();
+        inner.bind_auto()?;
+        inner.connect(&SocketAddr::new(0, 0))?;
+        // Best effort: a smaller buffer only makes overruns likelier.
+        let _ = inner.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
+        inner.set_cap_ack(true)?;
+        Ok(Self {
+            socket,
+            next_sequence: 1,
+            send_buffer: Vec::with_capacity(64 * 1024),
+            receive_buffer: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Appends one request to the send buffer.
+    fn encode(&mut self, family_id: u16, sequence: u32, operation: &IpvsOperation, ack: bool) {
+        let message = operation.to_message();
+        let length = NLMSG_HDRLEN + GENL_HDRLEN + message.buffer_len();
+        let flags = if ack {
+            NLM_F_REQUEST | NLM_F_ACK
+        } else {
+            NLM_F_REQUEST
+        };
+        let start = self.send_buffer.len();
+        self.send_buffer.resize(start + length, 0);
+        let buffer = &mut self.send_buffer[start..];
+        buffer[0..4].copy_from_slice(&(length as u32).to_ne_bytes());
+        buffer[4..6].copy_from_slice(&family_id.to_ne_bytes());
+        buffer[6..8].copy_from_slice(&flags.to_ne_bytes());
+        buffer[8..12].copy_from_slice(&sequence.to_ne_bytes());
+        // Port id 0: the kernel fills in ours. Then the genl header.
+        buffer[16] = message.command();
+        buffer[17] = message.version();
+        message.emit(&mut buffer[NLMSG_HDRLEN + GENL_HDRLEN..]);
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        family_id: u16,
+        operations: &[IpvsOperation],
+        options: IpvsBatchOptions,
+    ) -> Vec<Result<(), IpvsError>> {
+        let per_request = options.messages_per_request.max(1);
+        let max_in_flight = options.max_in_flight.max(per_request);
+        let total = operations.len();
+        let base = self.next_sequence;
+        self.next_sequence = base.wrapping_add(total as u32);
+        let mut results: Vec<Option<Result<(), IpvsError>>> = (0..total).map(|_| None).collect();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut in_flight = 0;
+        let mut next = 0;
+
+        while next < total || !pending.is_empty() {
+            while next < total {
+                let count = per_request.min(total - next);
+                if !pending.is_empty() && in_flight + count > max_in_flight {
+                    break;
+                }
+                self.send_buffer.clear();
+                for (index, operation) in operations.iter().enumerate().skip(next).take(count) {
+                    let sequence = base.wrapping_add(index as u32);
+                    let last = index + 1 == next + count;
+                    self.encode(family_id, sequence, operation, last);
+                }
+                match self.socket.send(&self.send_buffer).await {
+                    Ok(_) => {
+                        pending.push_back(Pending { first: next, count });
+                        in_flight += count;
+                    }
+                    Err(error) => {
+                        for index in next..next + count {
+                            results[index] = Some(Err(socket_error(&operations[index], &error)));
+                        }
+                    }
+                }
+                next += count;
+            }
+            if pending.is_empty() {
+                continue;
+            }
+
+            self.receive_buffer.clear();
+            match self.socket.recv(&mut self.receive_buffer).await {
+                Ok(()) => {}
+                Err(error) if error.raw_os_error() == Some(ENOBUFS) => {
+                    // Answers were dropped: nothing still pending can be
+                    // known to have succeeded.
+                    for datagram in pending.drain(..) {
+                        for index in datagram.first..datagram.first + datagram.count {
+                            results[index].get_or_insert_with(|| {
+                                Err(IpvsError::UnexpectedReply {
+                                    request: operations[index].to_string(),
+                                    detail: "the answer was lost: the receive buffer overran \
+                                             (ENOBUFS); re-read the kernel table"
+                                        .into(),
+                                })
+                            });
+                        }
+                    }
+                    in_flight = 0;
+                    continue;
+                }
+                Err(error) => {
+                    for datagram in pending.drain(..) {
+                        for index in datagram.first..datagram.first + datagram.count {
+                            results[index].get_or_insert_with(|| {
+                                Err(socket_error(&operations[index], &error))
+                            });
+                        }
+                    }
+                    for index in next..total {
+                        results[index] = Some(Err(socket_error(&operations[index], &error)));
+                    }
+                    next = total;
+                    in_flight = 0;
+                    continue;
+                }
+            }
+
+            let mut offset = 0;
+            let received = &self.receive_buffer;
+            while offset + NLMSG_HDRLEN <= received.len() {
+                let header = &received[offset..];
+                let length =
+                    u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                let kind = u16::from_ne_bytes([header[4], header[5]]);
+                let sequence = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
+                if length < NLMSG_HDRLEN || offset + length > received.len() {
+                    break;
+                }
+                let index = sequence.wrapping_sub(base) as usize;
+                if kind == NLMSG_ERROR && length >= NLMSG_HDRLEN + 4 && index < total {
+                    let code = i32::from_ne_bytes([header[16], header[17], header[18], header[19]]);
+                    if code != 0 && results[index].is_none() {
+                        results[index] =
+                            Some(Err(IpvsError::kernel(operations[index].to_string(), code)));
+                    }
+                    // An answer to a datagram's last message completes it and
+                    // every datagram before it (the kernel runs them in order).
+                    if let Some(position) = pending
+                        .iter()
+                        .position(|datagram| datagram.first + datagram.count - 1 == index)
+                    {
+                        for datagram in pending.drain(..=position) {
+                            in_flight -= datagram.count;
+                            for slot in
+                                &mut results[datagram.first..datagram.first + datagram.count]
+                            {
+                                slot.get_or_insert(Ok(()));
+                            }
+                        }
+                    }
+                }
+                offset += (length + 3) & !3;
             }
         }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or(Err(IpvsError::ConnectionClosed)))
+            .collect()
     }
-    results
-        .into_iter()
-        .zip(operations)
-        .map(|(result, operation)| {
-            result.unwrap_or_else(|| {
-                Err(if overrun {
-                    IpvsError::UnexpectedReply {
-                        request: operation.to_string(),
-                        detail: "the answer was lost: the receive buffer overran (ENOBUFS)".into(),
-                    }
-                } else {
-                    IpvsError::ConnectionClosed
-                })
-            })
-        })
-        .collect()
+}
+
+fn socket_error(operation: &IpvsOperation, error: &io::Error) -> IpvsError {
+    IpvsError::Socket(io::Error::new(
+        error.kind(),
+        format!("{operation}: {error}"),
+    ))
 }
 
 impl IpvsHandle {
@@ -115,21 +269,28 @@ impl IpvsHandle {
     /// `EEXIST` / `ESRCH` / `ENOENT` per operation.
     ///
     /// Operations that depend on each other (a service, then its real
-    /// servers) may share a batch: the kernel runs them in order.
+    /// servers) may share a batch: the kernel runs them in order. Batches
+    /// on one handle (and its clones) run one at a time.
     pub async fn apply_with(
         &self,
         operations: &[IpvsOperation],
         options: IpvsBatchOptions,
     ) -> Vec<Result<(), IpvsError>> {
-        let per_request = options.messages_per_request.max(1);
-        let requests_in_flight = (options.max_in_flight / per_request).max(1);
-        let mut results = Vec::with_capacity(operations.len());
-        let mut answered = futures::stream::iter(operations.chunks(per_request))
-            .map(|chunk| apply_request(self, chunk))
-            .buffered(requests_in_flight);
-        while let Some(chunk_results) = answered.next().await {
-            results.extend(chunk_results);
+        let mut batch = self.batch_socket().lock().await;
+        if batch.is_none() {
+            match BatchSocket::open() {
+                Ok(socket) => *batch = Some(socket),
+                Err(error) => {
+                    return operations
+                        .iter()
+                        .map(|operation| Err(socket_error(operation, &error)))
+                        .collect()
+                }
+            }
         }
-        results
+        match batch.as_mut() {
+            Some(socket) => socket.apply(self.family_id(), operations, options).await,
+            None => unreachable!("the batch socket was opened above"),
+        }
     }
 }

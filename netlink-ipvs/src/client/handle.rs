@@ -12,6 +12,7 @@ use netlink_proto::{sys::SocketAddr, ConnectionHandle};
 use netlink_sys::{protocols::NETLINK_GENERIC, AsyncSocket};
 use tokio::sync::Mutex;
 
+use super::batch::BatchSocket;
 use super::error::IpvsError;
 use super::family::resolve_family_id;
 use super::operation::IpvsOperation;
@@ -52,6 +53,7 @@ pub struct IpvsHandle {
     connection: ConnectionHandle<GenlMessage<IpvsMessage>>,
     family_id: u16,
     dump_lock: Arc<Mutex<()>>,
+    batch: Arc<Mutex<Option<BatchSocket>>>,
 }
 
 /// Opens a netlink socket for IPVS: resolves the `IPVS` family once (which
@@ -87,6 +89,7 @@ pub fn new_connection() -> Result<(IpvsConnection, IpvsHandle), IpvsError> {
             connection: handle,
             family_id,
             dump_lock: Arc::new(Mutex::new(())),
+            batch: Arc::new(Mutex::new(None)),
         },
     ))
 }
@@ -118,8 +121,8 @@ impl IpvsHandle {
         netlink
     }
 
-    pub(crate) fn connection(&self) -> &ConnectionHandle<GenlMessage<IpvsMessage>> {
-        &self.connection
+    pub(crate) fn batch_socket(&self) -> &Mutex<Option<BatchSocket>> {
+        &self.batch
     }
 
     async fn request(
