@@ -28,6 +28,8 @@
 //! - [`format`]: the text `ipvsadm -Ln`, `-Ln --stats`, `-Ln --rate` and
 //!   `-Sn` print for a table, byte for byte.
 
+#![warn(missing_docs)]
+
 pub mod address;
 pub mod attribute;
 pub mod client;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what is missing, checks
+# formatting and lints, runs the host tests, then the real-kernel tests in
+# a booted guest. Fails loudly at the first failing step.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "install dependencies"
+bash integration/scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "host tests (no kernel needed)"
+cargo test --workspace --exclude integration
+
+step "real-kernel tests in a QEMU guest"
+bash integration/scripts/guest-tests.sh
+
+step "all passed"
