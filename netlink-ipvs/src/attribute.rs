@@ -92,6 +92,11 @@ impl Nla for IpvsAttribute {
 }
 
 impl IpvsAttribute {
+    /// Whether the attribute is a nest (service, destination, daemon).
+    pub fn is_nest(&self) -> bool {
+        matches!(self, Self::Service(_) | Self::Dest(_) | Self::Daemon(_))
+    }
+
     /// Parses one top-level attribute of a message carrying `command`:
     /// attribute numbers 1 and 2 mean INFO attributes in `SET_INFO` and
     /// `GET_INFO` messages, a service or destination nest elsewhere.
