@@ -28,26 +28,47 @@ fn assert_same_text(what: &str, ours: &str, ipvsadm: &str) {
     if ours == ipvsadm {
         return;
     }
-    let ours_lines: Vec<&str> = ours.lines().collect();
-    let theirs: Vec<&str> = ipvsadm.lines().collect();
-    let mut diff = String::new();
-    for i in 0..ours_lines.len().max(theirs.len()) {
-        match (theirs.get(i), ours_lines.get(i)) {
-            (Some(a), Some(b)) if a == b => diff.push_str(&format!("  {a:?}\n")),
-            (a, b) => {
-                if let Some(a) = a {
-                    diff.push_str(&format!("- {a:?}\n"));
-                }
-                if let Some(b) = b {
-                    diff.push_str(&format!("+ {b:?}\n"));
-                }
-            }
-        }
-    }
+    let mut diff = line_diff(
+        &ipvsadm.split_inclusive('\n').collect::<Vec<_>>(),
+        &ours.split_inclusive('\n').collect::<Vec<_>>(),
+    );
     if ours.lines().eq(ipvsadm.lines()) {
         diff.push_str("(the lines agree: the difference is in line endings)\n");
     }
     panic!("`ipvsadm {what}` and our text differ (- ipvsadm, + ours):\n{diff}");
+}
+
+/// A unified-style diff of two line lists through their longest common
+/// subsequence: `  ` common, `- ` only in `a`, `+ ` only in `b`; lines
+/// are quoted so that trailing spaces show.
+fn line_diff(a: &[&str], b: &[&str]) -> String {
+    // lcs[i][j]: the common subsequence length of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut diff = String::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            diff.push_str(&format!("  {:?}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            diff.push_str(&format!("+ {:?}\n", b[j]));
+            j += 1;
+        } else {
+            diff.push_str(&format!("- {:?}\n", a[i]));
+            i += 1;
+        }
+    }
+    diff
 }
 
 fn options(set: impl FnOnce(&mut IpvsListOptions)) -> IpvsListOptions {
@@ -547,6 +568,12 @@ async fn counters_and_rates_format_like_ipvsadm() {
         .map(|stats| stats.connections)
         .sum();
     assert!(connections > 0, "the traffic did not reach IPVS: {table:?}");
+    let rates: u64 = table
+        .iter()
+        .filter_map(|entry| entry.service.stats)
+        .map(|stats| stats.in_byte_rate)
+        .sum();
+    assert!(rates > 0, "the estimator shows no rate yet: {table:?}");
     assert_formats_like_ipvsadm(&handle).await;
 
     // Zeroed counters and rates.
