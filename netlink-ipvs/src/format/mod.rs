@@ -18,13 +18,18 @@
 //!
 //! Only numeric output exists (`-n`): nothing here resolves names.
 //!
-//! ipvsadm 1.31 quirks kept on purpose, each checked on a real kernel:
+//! ipvsadm 1.31 quirks kept on purpose. Checked on a real kernel:
 //! fwmarks are printed with `%d` (3000000000 shows as `-1294967296`);
 //! sorting subtracts unsigned values into an `int`, so marks or addresses
-//! more than 2^31 apart sort "backwards" (see [`sort`]); a real server's
-//! counters but byte counts are cut to 32 bits; the persistence engine is
-//! listed only for persistent services but always saved; thresholds are
-//! never saved; a local-node real server is saved as `-g`.
+//! more than 2^31 apart sort "backwards" (see [`sort`]); thresholds are
+//! never saved; IPv4-compatible IPv6 addresses are dotted
+//! (`[::10.1.2.3]`). From the source only (not exercised on a test
+//! kernel): the persistence engine is listed only for persistent services
+//! but always saved; a real server's counters other than bytes are read
+//! through 32
+//! bits; its first three `--rate` columns are never scaled; a local-node
+//! real server is saved as `-g`; an unknown forwarding method prints as
+//! glibc's `(null)`.
 
 pub mod list;
 mod name;
