@@ -66,8 +66,9 @@ impl fmt::Display for IpvsProtocol {
     }
 }
 
-/// What identifies a virtual service in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What identifies a virtual service in the kernel. (Its `Ord` is for
+/// maps and stable output; ipvsadm's listing order is `format::sort`'s.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IpvsServiceKey {
     /// A service on an address, protocol and port (`-t`, `-u`, `--sctp-service`).
     Inet {
