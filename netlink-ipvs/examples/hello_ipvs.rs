@@ -4,6 +4,7 @@
 //! example the guest: `integration/scripts/in-guest.sh --
 //! target/debug/examples/hello_ipvs`.
 
+use netlink_ipvs::format::{format_list, IpvsListOptions};
 use netlink_ipvs::{
     new_connection, IpvsDestination, IpvsForwardingMethod, IpvsOperation, IpvsService,
     IpvsServiceKey,
@@ -31,17 +32,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    for entry in handle.table().await? {
-        if entry.service.key == key {
-            println!("{} {}", entry.service.key, entry.service.scheduler);
-            for destination in &entry.destinations {
-                println!(
-                    "  -> {} {} {}",
-                    destination.key, destination.forwarding, destination.weight
-                );
-            }
-        }
-    }
+    // Read back from the kernel and print as `ipvsadm -Ln` would.
+    let info = handle.info().await?;
+    let mut table = handle.table().await?;
+    table.retain(|entry| entry.service.key == key);
+    print!(
+        "{}",
+        format_list(&info, &table, &IpvsListOptions::default())
+    );
 
     handle.delete_service(&key).await?;
     println!("deleted {key}");

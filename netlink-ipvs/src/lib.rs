@@ -25,7 +25,7 @@
 //!   edit, delete, config, info, zero, flush, and the pipelined batch API
 //!   ([`IpvsHandle::apply`]). Errors are [`IpvsError`], keeping the errno
 //!   and naming the object.
-//! - [`format`]: the text `ipvsadm -Ln`, `-Ln --stats`, `-Ln --rate` and
+//! - [`format`](mod@format): the text `ipvsadm -Ln`, `-Ln --stats`, `-Ln --rate` and
 //!   `-Sn` print for a table, byte for byte.
 
 #![warn(missing_docs)]

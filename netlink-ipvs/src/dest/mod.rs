@@ -71,7 +71,9 @@ impl From<u32> for IpvsForwardingMethod {
 }
 
 impl fmt::Display for IpvsForwardingMethod {
-    /// The word ipvsadm prints in the `Forward` column.
+    /// The word ipvsadm prints in the `Forward` column (`Bypass` for bypass
+    /// and unknown methods, where ipvsadm prints `(null)`; `format` does as
+    /// ipvsadm).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Masquerade => "Masq",

@@ -55,7 +55,8 @@ impl From<u16> for IpvsProtocol {
 }
 
 impl fmt::Display for IpvsProtocol {
-    /// The name ipvsadm prints: `TCP`, `UDP`, `SCTP` (`IP` for others).
+    /// `TCP`, `UDP`, `SCTP` as ipvsadm prints them, and `IP` for any other
+    /// protocol (ipvsadm 1.31 prints `?`; `format` does as ipvsadm).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Tcp => "TCP",
@@ -181,8 +182,9 @@ impl IpvsServiceKey {
 }
 
 impl fmt::Display for IpvsServiceKey {
-    /// As ipvsadm names a service: `TCP 10.0.0.1:80`, `UDP [2001:db8::1]:53`,
-    /// `FWM 42`.
+    /// A short name for logs and errors: `TCP 10.0.0.1:80`,
+    /// `UDP [2001:db8::1]:53`, `FWM 42`. (Not ipvsadm's column layout,
+    /// which `format` prints.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Inet {
