@@ -17,6 +17,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (netlink-ipvs, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p netlink-ipvs --quiet
+
 step "host tests (no kernel needed)"
 cargo test --workspace --exclude integration
 
