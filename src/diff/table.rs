@@ -1,0 +1,41 @@
+//! An IPVS table as the diff sees it: virtual servers by key, each with its
+//! real servers by key.
+
+use std::collections::BTreeMap;
+
+use netlink_ipvs::{
+    IpvsDestination, IpvsDestinationKey, IpvsService, IpvsServiceKey, IpvsTableEntry,
+};
+
+/// One virtual server and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The virtual server.
+    pub service: IpvsService,
+    /// Its real servers.
+    pub real_servers: BTreeMap<IpvsDestinationKey, IpvsDestination>,
+}
+
+/// Virtual servers by key.
+pub type Table = BTreeMap<IpvsServiceKey, TableEntry>;
+
+/// Reads a kernel dump (`IpvsHandle::table`) into a [`Table`].
+pub fn from_kernel(entries: Vec<IpvsTableEntry>) -> Table {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let real_servers = entry
+                .destinations
+                .into_iter()
+                .map(|destination| (destination.key, destination))
+                .collect();
+            (
+                entry.service.key,
+                TableEntry {
+                    service: entry.service,
+                    real_servers,
+                },
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! ipvs-agent: the node agent that replaces kube-proxy's IPVS mode.
+//!
+//! # Layout
+//!
+//! - [`diff`]: pure. Two IPVS tables (what the agent wants, what the kernel
+//!   holds) in, the minimal list of netlink operations out, touching only
+//!   what the agent owns and draining removed TCP real servers.
+
+pub mod diff;
