@@ -5,5 +5,7 @@
 //! - [`diff`]: pure. Two IPVS tables (what the agent wants, what the kernel
 //!   holds) in, the minimal list of netlink operations out, touching only
 //!   what the agent owns and draining removed TCP real servers.
+//! - [`settings`]: the agent's settings and what it knows of its node.
 
 pub mod diff;
+pub mod settings;
