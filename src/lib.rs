@@ -5,7 +5,11 @@
 //! - [`diff`]: pure. Two IPVS tables (what the agent wants, what the kernel
 //!   holds) in, the minimal list of netlink operations out, touching only
 //!   what the agent owns and draining removed TCP real servers.
+//! - [`apply`]: sends a plan through the netlink-ipvs batch API, treats
+//!   the kernel's EEXIST / ESRCH / ENOENT answers by level, and keeps the
+//!   agent's view of the kernel in step. The only errno-aware part.
 //! - [`settings`]: the agent's settings and what it knows of its node.
 
+pub mod apply;
 pub mod diff;
 pub mod settings;
