@@ -8,8 +8,11 @@
 //! - [`apply`]: sends a plan through the netlink-ipvs batch API, treats
 //!   the kernel's EEXIST / ESRCH / ENOENT answers by level, and keeps the
 //!   agent's view of the kernel in step. The only errno-aware part.
+//! - [`plan_output`]: what `ipvs-agent plan` prints (`ipvsadm -Sn` rules,
+//!   the `-Ln` table and `kube-ipvs0` addresses, JSON). Pure.
 //! - [`settings`]: the agent's settings and what it knows of its node.
 
 pub mod apply;
 pub mod diff;
+pub mod plan_output;
 pub mod settings;

@@ -102,3 +102,94 @@ pub struct NodeContext {
     /// `plan`, the `--node-ip` addresses on a nameless interface).
     pub local_addresses: Vec<LocalAddress>,
 }
+
+/// A malformed duration (`--ipvs-sync-period 30x`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid duration {text:?}: {reason} (write it as kube-proxy does: 30s, 15m, 1h30m, 500ms)"
+)]
+pub struct DurationError {
+    text: String,
+    reason: &'static str,
+}
+
+/// Parses a duration as kube-proxy's flags and configuration write them (Go's
+/// `time.ParseDuration`: a sequence of decimal numbers with units `ns`,
+/// `us`, `µs`, `ms`, `s`, `m`, `h`, such as `30s` or `1h15m`; `0` alone).
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let error = |reason| DurationError {
+        text: text.to_owned(),
+        reason,
+    };
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(error("empty"));
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_length = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_length == 0 {
+            return Err(error("expected a number"));
+        }
+        let number: f64 = rest[..number_length]
+            .parse()
+            .map_err(|_| error("bad number"))?;
+        rest = &rest[number_length..];
+        let unit_length = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_length] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(error("missing unit")),
+            _ => return Err(error("unknown unit")),
+        };
+        rest = &rest[unit_length..];
+        total += number * seconds_per_unit;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| error("out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("30s", Some(Duration::from_secs(30))),
+            ("15m", Some(Duration::from_secs(900))),
+            ("1h30m", Some(Duration::from_secs(5400))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("0", Some(Duration::ZERO)),
+            ("0s", Some(Duration::ZERO)),
+            ("", None),
+            ("30", None),
+            ("30x", None),
+            ("s", None),
+            ("-1s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn family_mode_includes_its_addresses() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert!(IpFamilyMode::Ipv4.includes(&v4) && !IpFamilyMode::Ipv4.includes(&v6));
+        assert!(IpFamilyMode::Ipv6.includes(&v6) && !IpFamilyMode::Ipv6.includes(&v4));
+        assert!(IpFamilyMode::Dual.includes(&v4) && IpFamilyMode::Dual.includes(&v6));
+    }
+}

@@ -1,0 +1,204 @@
+//! What `ipvs-agent plan` prints for a desired state: `ipvsadm -Sn` rules,
+//! the `ipvsadm -Ln` table followed by the `kube-ipvs0` addresses, or JSON.
+//! Pure: a table in, text out.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use netlink_ipvs::format::{format_list, format_save, IpvsListOptions};
+use netlink_ipvs::{
+    IpvsForwardingMethod, IpvsInfo, IpvsProtocol, IpvsServiceFlags, IpvsServiceKey, IpvsTableEntry,
+};
+use serde_json::{json, Value};
+
+use crate::diff::Table;
+
+/// The version and connection table size printed in `text`'s header when
+/// there is no kernel to ask: those of a stock kernel (IPVS 1.2.1, 4096).
+pub const PLAN_INFO: IpvsInfo = IpvsInfo {
+    version: 0x010201,
+    connection_table_size: 4096,
+};
+
+/// The table as a list of entries (the formatter's input).
+pub fn table_entries(table: &Table) -> Vec<IpvsTableEntry> {
+    table
+        .values()
+        .map(|entry| IpvsTableEntry {
+            service: entry.service.clone(),
+            destinations: entry.real_servers.values().cloned().collect(),
+        })
+        .collect()
+}
+
+/// Exactly what `ipvsadm -Sn` would print for `table`.
+pub fn render_save(table: &Table) -> String {
+    format_save(&table_entries(table))
+}
+
+/// `ipvsadm -Ln` for `table`, then the addresses for `kube-ipvs0`.
+pub fn render_text(table: &Table, bound_addresses: &BTreeSet<IpAddr>) -> String {
+    let mut text = format_list(
+        &PLAN_INFO,
+        &table_entries(table),
+        &IpvsListOptions::default(),
+    );
+    text.push_str("\nkube-ipvs0 addresses:\n");
+    for address in bound_addresses {
+        let prefix = if address.is_ipv4() { 32 } else { 128 };
+        text.push_str(&format!("  {address}/{prefix}\n"));
+    }
+    text
+}
+
+fn protocol_name(protocol: IpvsProtocol) -> String {
+    match protocol {
+        IpvsProtocol::Tcp => "TCP".to_owned(),
+        IpvsProtocol::Udp => "UDP".to_owned(),
+        IpvsProtocol::Sctp => "SCTP".to_owned(),
+        IpvsProtocol::Other(number) => number.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn forwarding_name(forwarding: IpvsForwardingMethod) -> String {
+    match forwarding {
+        IpvsForwardingMethod::Masquerade => "masquerade".to_owned(),
+        IpvsForwardingMethod::Local => "local".to_owned(),
+        IpvsForwardingMethod::Tunnel => "tunnel".to_owned(),
+        IpvsForwardingMethod::DirectRoute => "route".to_owned(),
+        IpvsForwardingMethod::Bypass => "bypass".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The desired state as JSON: `virtualServers` (sorted by key),
+/// `kubeIpvs0Addresses`, and the `problems` that made objects be skipped.
+pub fn render_json(
+    table: &Table,
+    bound_addresses: &BTreeSet<IpAddr>,
+    problems: &[String],
+) -> Value {
+    let virtual_servers: Vec<Value> = table
+        .values()
+        .map(|entry| {
+            let service = &entry.service;
+            let (protocol, address, port, fwmark) = match service.key {
+                IpvsServiceKey::Inet {
+                    protocol,
+                    address,
+                    port,
+                } => (
+                    Value::from(protocol_name(protocol)),
+                    Value::from(address.to_string()),
+                    Value::from(port),
+                    Value::Null,
+                ),
+                IpvsServiceKey::Fwmark { mark, .. } => {
+                    (Value::Null, Value::Null, Value::Null, Value::from(mark))
+                }
+            };
+            let persistent = service.flags.0 & IpvsServiceFlags::PERSISTENT != 0;
+            let real_servers: Vec<Value> = entry
+                .real_servers
+                .values()
+                .map(|real| {
+                    json!({
+                        "address": real.key.address.to_string(),
+                        "port": real.key.port,
+                        "weight": real.weight,
+                        "forwarding": forwarding_name(real.forwarding),
+                    })
+                })
+                .collect();
+            json!({
+                "protocol": protocol,
+                "address": address,
+                "port": port,
+                "fwmark": fwmark,
+                "scheduler": service.scheduler,
+                "persistent": persistent,
+                "timeoutSeconds": service.timeout,
+                "realServers": real_servers,
+            })
+        })
+        .collect();
+    json!({
+        "virtualServers": virtual_servers,
+        "kubeIpvs0Addresses": bound_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "problems": problems,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::TableEntry;
+    use netlink_ipvs::{IpvsDestination, IpvsService};
+
+    fn sample() -> (Table, BTreeSet<IpAddr>) {
+        let key = IpvsServiceKey::tcp("10.1.115.75".parse().unwrap(), 80);
+        let real_servers = ["10.244.1.55", "10.244.1.54"]
+            .iter()
+            .map(|address| {
+                let real = IpvsDestination::new(
+                    address.parse().unwrap(),
+                    9376,
+                    IpvsForwardingMethod::Masquerade,
+                    1,
+                );
+                (real.key, real)
+            })
+            .collect();
+        let table = [(
+            key,
+            TableEntry {
+                service: IpvsService::new(key, "rr"),
+                real_servers,
+            },
+        )]
+        .into();
+        (table, ["10.1.115.75".parse().unwrap()].into())
+    }
+
+    #[test]
+    fn save_is_ipvsadm_rules() {
+        let (table, _) = sample();
+        assert_eq!(
+            render_save(&table),
+            "-A -t 10.1.115.75:80 -s rr\n\
+             -a -t 10.1.115.75:80 -r 10.244.1.54:9376 -m -w 1\n\
+             -a -t 10.1.115.75:80 -r 10.244.1.55:9376 -m -w 1\n"
+        );
+    }
+
+    #[test]
+    fn text_is_the_list_then_the_addresses() {
+        let (table, bound) = sample();
+        let text = render_text(&table, &bound);
+        assert!(
+            text.starts_with("IP Virtual Server version 1.2.1 (size=4096)\n"),
+            "{text}"
+        );
+        assert!(text.contains("TCP  10.1.115.75:80 rr\n"), "{text}");
+        assert!(
+            text.ends_with("\nkube-ipvs0 addresses:\n  10.1.115.75/32\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_has_servers_addresses_and_problems() {
+        let (table, bound) = sample();
+        let value = render_json(&table, &bound, &["a problem".to_owned()]);
+        assert_eq!(value["virtualServers"][0]["address"], "10.1.115.75");
+        assert_eq!(value["virtualServers"][0]["protocol"], "TCP");
+        assert_eq!(
+            value["virtualServers"][0]["realServers"][0]["address"],
+            "10.244.1.54"
+        );
+        assert_eq!(value["virtualServers"][0]["realServers"][1]["weight"], 1);
+        assert_eq!(value["kubeIpvs0Addresses"][0], "10.1.115.75");
+        assert_eq!(value["problems"][0], "a problem");
+    }
+}
