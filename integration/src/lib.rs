@@ -7,6 +7,9 @@
 
 use std::process::Command;
 
+pub mod agent;
+pub mod pods;
+
 use netlink_ipvs::{new_connection, IpvsHandle};
 
 /// Fails the test unless it runs in the guest with IPVS available.

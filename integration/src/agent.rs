@@ -1,0 +1,185 @@
+//! The agent as a process, for end-to-end tests in the guest: starts the
+//! host-built `ipvs-agent` binary, keeps its log in a file and reads the
+//! `synced` lines it logs after every sync (what it sent, by kind).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
+
+/// The `ipvs-agent` binary built beside the test binaries
+/// (`target/<profile>/ipvs-agent`; guest-tests.sh builds it).
+pub fn agent_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let binary = profile_dir.join("ipvs-agent");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo build -p ipvs-agent)",
+        binary.display()
+    );
+    binary
+}
+
+/// One `synced` log line: its fields (`kind`, `writes`, `add_service`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLine {
+    /// Field name to value, quotes removed.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl SyncLine {
+    /// `full`, `incremental` or `drain`.
+    pub fn kind(&self) -> &str {
+        self.fields.get("kind").map(String::as_str).unwrap_or("")
+    }
+
+    /// A numeric field (0 when absent).
+    pub fn count(&self, field: &str) -> u64 {
+        self.fields
+            .get(field)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every write message this sync sent.
+    pub fn writes(&self) -> u64 {
+        self.count("writes")
+    }
+}
+
+fn parse_sync_line(line: &str) -> Option<SyncLine> {
+    let at = line.find(" synced")?;
+    let mut fields = BTreeMap::new();
+    for token in line[at + " synced".len()..].split_whitespace() {
+        if let Some((key, value)) = token.split_once('=') {
+            fields.insert(key.to_owned(), value.trim_matches('"').to_owned());
+        }
+    }
+    Some(SyncLine { fields })
+}
+
+/// A running `ipvs-agent`.
+#[derive(Debug)]
+pub struct Agent {
+    child: Option<Child>,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `ipvs-agent ARGS...` with its log in a fresh file.
+    pub fn start(args: &[&str]) -> Agent {
+        let log = std::env::temp_dir().join(format!(
+            "ipvs-agent-{}-{}.log",
+            std::process::id(),
+            NEXT_LOG.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = std::fs::File::create(&log).expect("create the agent's log file");
+        let child = Command::new(agent_binary())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start ipvs-agent");
+        Agent {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every `synced` line so far.
+    pub fn syncs(&self) -> Vec<SyncLine> {
+        self.log_text()
+            .lines()
+            .filter_map(parse_sync_line)
+            .collect()
+    }
+
+    /// Waits until at least `count` sync lines are logged; returns them all.
+    pub fn wait_for_syncs(&mut self, count: usize, timeout: Duration) -> Vec<SyncLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let syncs = self.syncs();
+            if syncs.len() >= count {
+                return syncs;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("ipvs-agent exited ({status}); log:\n{}", self.log_text());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ipvs-agent logged {} syncs, not {count}, within {timeout:?}; log:\n{}",
+                syncs.len(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit; fails if it does not
+    /// exit cleanly.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let status = child.wait().expect("wait for ipvs-agent");
+            assert!(
+                status.success(),
+                "ipvs-agent exited with {status}; log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// Kills the agent at once (`kill -9`).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_lines_are_read_from_the_log() {
+        let line = "2026-11-25T05:00:00.000000Z  INFO ipvs_agent::sync: synced kind=\"incremental\" services=1 writes=2 add_service=0 add_real_server=1 delete_real_server=1 duration_ms=1.5";
+        let sync = parse_sync_line(line).expect("a sync line");
+        assert_eq!(sync.kind(), "incremental");
+        assert_eq!(
+            (
+                sync.writes(),
+                sync.count("add_real_server"),
+                sync.count("edit_service")
+            ),
+            (2, 1, 0)
+        );
+        assert!(parse_sync_line("INFO ipvs_agent::run: set net/ipv4/vs/conntrack = 1").is_none());
+    }
+}
