@@ -20,15 +20,16 @@
 use std::collections::VecDeque;
 use std::io;
 
-use netlink_packet_core::{Emitable, NLM_F_ACK, NLM_F_REQUEST};
-use netlink_packet_generic::GenlFamily;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use netlink_sys::{
     protocols::NETLINK_GENERIC, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket,
 };
 
+use super::encode::encode_attributes;
 use super::error::IpvsError;
 use super::handle::IpvsHandle;
 use super::operation::IpvsOperation;
+use crate::message::IPVS_GENL_VERSION;
 
 const NLMSG_HDRLEN: usize = 16;
 const GENL_HDRLEN: usize = 4;
@@ -99,26 +100,27 @@ impl BatchSocket {
         })
     }
 
-    /// Appends one request to the send buffer.
+    /// Appends one request to the send buffer, encoding its attributes
+    /// directly (see `encode.rs`).
     fn encode(&mut self, family_id: u16, sequence: u32, operation: &IpvsOperation, ack: bool) {
-        let message = operation.to_message();
-        let length = NLMSG_HDRLEN + GENL_HDRLEN + message.buffer_len();
         let flags = if ack {
             NLM_F_REQUEST | NLM_F_ACK
         } else {
             NLM_F_REQUEST
         };
         let start = self.send_buffer.len();
-        self.send_buffer.resize(start + length, 0);
+        self.send_buffer
+            .resize(start + NLMSG_HDRLEN + GENL_HDRLEN, 0);
+        encode_attributes(operation, &mut self.send_buffer);
+        let length = self.send_buffer.len() - start;
         let buffer = &mut self.send_buffer[start..];
         buffer[0..4].copy_from_slice(&(length as u32).to_ne_bytes());
         buffer[4..6].copy_from_slice(&family_id.to_ne_bytes());
         buffer[6..8].copy_from_slice(&flags.to_ne_bytes());
         buffer[8..12].copy_from_slice(&sequence.to_ne_bytes());
         // Port id 0: the kernel fills in ours. Then the genl header.
-        buffer[16] = message.command();
-        buffer[17] = message.version();
-        message.emit(&mut buffer[NLMSG_HDRLEN + GENL_HDRLEN..]);
+        buffer[16] = operation.command().into();
+        buffer[17] = IPVS_GENL_VERSION;
     }
 
     pub(crate) async fn apply(

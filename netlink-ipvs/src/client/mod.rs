@@ -3,6 +3,7 @@
 //! The async client: connection, requests, batches and errors.
 
 mod batch;
+mod encode;
 mod error;
 mod family;
 mod handle;

@@ -29,6 +29,18 @@ pub enum IpvsOperation {
 }
 
 impl IpvsOperation {
+    /// The command this operation is sent as.
+    pub fn command(&self) -> IpvsCommand {
+        match self {
+            Self::AddService(_) => IpvsCommand::NewService,
+            Self::EditService(_) => IpvsCommand::SetService,
+            Self::DeleteService(_) => IpvsCommand::DelService,
+            Self::AddDestination(..) => IpvsCommand::NewDest,
+            Self::EditDestination(..) => IpvsCommand::SetDest,
+            Self::DeleteDestination(..) => IpvsCommand::DelDest,
+        }
+    }
+
     /// The message that carries the operation.
     pub fn to_message(&self) -> IpvsMessage {
         let service = |key: &IpvsServiceKey| IpvsAttribute::Service(key.to_attributes());
