@@ -8,6 +8,7 @@
 use std::process::Command;
 
 pub mod agent;
+pub mod capture;
 pub mod pods;
 
 use netlink_ipvs::{new_connection, IpvsHandle};
@@ -148,4 +149,10 @@ fn service_option(key: &netlink_ipvs::IpvsServiceKey) -> String {
         }
         IpvsServiceKey::Fwmark { mark, .. } => format!("-f {mark}"),
     }
+}
+
+/// The IPVS generic netlink family id of this kernel.
+pub fn ipvs_family_id() -> u16 {
+    let (_connection, handle) = new_connection().expect("resolve the IPVS family");
+    handle.family_id()
 }
