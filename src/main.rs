@@ -1,1 +1,213 @@
-fn main() {}
+//! `ipvs-agent`: the command line. Everything it does is in the library;
+//! this file only turns flags into settings.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnetwork::IpNetwork;
+use ipvs_agent::desired::desired_state;
+use ipvs_agent::manifests::load_manifests;
+use ipvs_agent::plan_output::{render_json, render_save, render_text};
+use ipvs_agent::settings::{
+    parse_duration, IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings,
+};
+
+/// Programs IPVS for Kubernetes Services on this node (a kube-proxy IPVS
+/// mode replacement).
+#[derive(Debug, Parser)]
+#[command(name = "ipvs-agent", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints the IPVS table and kube-ipvs0 addresses the manifests ask for.
+    /// Needs no root and no kernel.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    /// The `ipvsadm -Ln` table, then the kube-ipvs0 addresses.
+    Text,
+    /// Exactly what `ipvsadm -Sn` would print.
+    Save,
+    /// Both, machine-readable.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum IpFamily {
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+/// The settings `plan` and `run` share (kube-proxy's flag names).
+#[derive(Debug, Args)]
+struct SettingsArgs {
+    /// Manifest files (YAML, multi-document) or directories of them.
+    #[arg(long, num_args = 1.., required = true)]
+    manifests: Vec<PathBuf>,
+    /// This node's name (endpoints with this nodeName are local).
+    #[arg(long, alias = "hostname-override")]
+    node_name: Option<String>,
+    /// This node's primary addresses.
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    node_ip: Vec<IpAddr>,
+    /// Default IPVS scheduler (any the kernel has: rr, wrr, lc, sh, mh, ...).
+    #[arg(long, default_value = "rr")]
+    ipvs_scheduler: String,
+    /// Only node addresses in these CIDRs (or `primary`) get NodePort
+    /// virtual servers.
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<String>,
+    /// Virtual servers on addresses in these CIDRs are never touched.
+    #[arg(long, value_delimiter = ',')]
+    ipvs_exclude_cidrs: Vec<IpNetwork>,
+    /// Which IP families to program.
+    #[arg(long, value_enum, default_value = "ipv4")]
+    ip_family: IpFamily,
+    /// The cluster's NodePort range.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Longest drain of a removed TCP real server before it is deleted.
+    #[arg(long, default_value = "15m", value_parser = duration)]
+    ipvs_drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|error| error.to_string())
+}
+
+fn node_port_range(text: &str) -> anyhow::Result<RangeInclusive<u16>> {
+    let (low, high) = text
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {text:?}: expected LOW-HIGH"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {text:?}"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {text:?}"))?;
+    if low > high {
+        bail!("--service-node-port-range {text:?}: {low} is above {high}");
+    }
+    Ok(low..=high)
+}
+
+fn settings(args: &SettingsArgs) -> anyhow::Result<ProxySettings> {
+    let mut nodeport_addresses = NodePortAddresses::default();
+    for entry in &args.nodeport_addresses {
+        if entry == "primary" {
+            nodeport_addresses.primary = true;
+        } else {
+            nodeport_addresses
+                .cidrs
+                .push(entry.parse().with_context(|| {
+                    format!("--nodeport-addresses: {entry:?} is not a CIDR nor `primary`")
+                })?);
+        }
+    }
+    Ok(ProxySettings {
+        scheduler: args.ipvs_scheduler.clone(),
+        ip_family: match args.ip_family {
+            IpFamily::Ipv4 => IpFamilyMode::Ipv4,
+            IpFamily::Ipv6 => IpFamilyMode::Ipv6,
+            IpFamily::Dual => IpFamilyMode::Dual,
+        },
+        nodeport_addresses,
+        exclude_cidrs: args.ipvs_exclude_cidrs.clone(),
+        node_port_range: node_port_range(&args.service_node_port_range)?,
+        drain_timeout: args.ipvs_drain_timeout,
+    })
+}
+
+fn node_name(args: &SettingsArgs) -> anyhow::Result<String> {
+    if let Some(name) = &args.node_name {
+        return Ok(name.clone());
+    }
+    if let Ok(name) = std::env::var("NODE_NAME") {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("--node-name not given and the hostname could not be read")?;
+    Ok(hostname.trim().to_lowercase())
+}
+
+fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings(&args.settings)?;
+    let node = NodeContext {
+        name: node_name(&args.settings)?,
+        primary_addresses: args.settings.node_ip.clone(),
+        // No kernel to ask: the node's addresses are the ones given.
+        local_addresses: args
+            .settings
+            .node_ip
+            .iter()
+            .map(|address| LocalAddress {
+                address: *address,
+                interface: String::new(),
+            })
+            .collect(),
+    };
+    let loaded = load_manifests(&args.settings.manifests)?;
+    let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let state = desired_state(&loaded.cluster, &node, &settings);
+    problems.extend(state.problems().iter().map(ToString::to_string));
+    for problem in &problems {
+        eprintln!("ipvs-agent: skipped: {problem}");
+    }
+    let table = state.table();
+    let bound = state.bound_addresses();
+    match args.output {
+        Output::Save => print!("{}", render_save(&table)),
+        Output::Text => print!("{}", render_text(&table, &bound)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render_json(&table, &bound, &problems))?
+        ),
+    }
+    let nothing_read = loaded.cluster.services.is_empty()
+        && loaded.cluster.endpoint_slices.is_empty()
+        && loaded.cluster.endpoints.is_empty()
+        && !loaded.problems.is_empty();
+    Ok(if nothing_read {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Plan(args) => plan(args),
+    }
+}

@@ -1,0 +1,256 @@
+//! Which endpoints become real servers of a Service port, by kube-proxy's
+//! rules:
+//!
+//! - endpoints come from the Service's EndpointSlices of the virtual
+//!   server's address family (FQDN slices are ignored), and, for a Service
+//!   without a selector, from its legacy Endpoints object as the
+//!   EndpointSlice mirroring controller would mirror it (`addresses` are
+//!   ready, `notReadyAddresses` are not; skipped when labelled
+//!   `endpointslice.kubernetes.io/skip-mirror: "true"`);
+//! - a slice port matches a Service port by **name and protocol**; the
+//!   port number is the slice's, so a named targetPort that differs per
+//!   endpoint gives one real server per address and port;
+//! - conditions: ready when `ready` is unset or true, serving when
+//!   `serving` is unset or true, terminating only when set true; the same
+//!   endpoint in two slices is merged, ready in either wins;
+//! - cluster endpoints are the ready ones, or when none is ready the
+//!   serving and terminating ones; local endpoints (`nodeName` is this
+//!   node) are the local ready ones, or else the local serving and
+//!   terminating ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::cluster::{ClusterState, ServiceRef};
+use super::FieldError;
+
+/// The label that stops the mirroring of a legacy Endpoints object.
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
+
+/// What is known of one endpoint address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointState {
+    /// Ready to receive traffic.
+    pub ready: bool,
+    /// Serving (may be terminating).
+    pub serving: bool,
+    /// Terminating.
+    pub terminating: bool,
+    /// On this node.
+    pub local: bool,
+}
+
+impl EndpointState {
+    fn merge(&mut self, other: EndpointState) {
+        if other.ready && !self.ready {
+            *self = other;
+        } else if !self.ready && !other.ready {
+            self.serving |= other.serving;
+            self.terminating &= other.terminating;
+            self.local |= other.local;
+        }
+    }
+}
+
+/// The real servers a Service port can use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSets {
+    /// For `Cluster` traffic policies.
+    pub cluster: BTreeSet<SocketAddr>,
+    /// For `Local` traffic policies.
+    pub local: BTreeSet<SocketAddr>,
+}
+
+/// Chooses the cluster and local endpoints from every known endpoint.
+pub fn select(endpoints: &BTreeMap<SocketAddr, EndpointState>) -> EndpointSets {
+    let pick = |wanted: &dyn Fn(&EndpointState) -> bool| -> BTreeSet<SocketAddr> {
+        endpoints
+            .iter()
+            .filter(|(_, state)| wanted(state))
+            .map(|(address, _)| *address)
+            .collect()
+    };
+    let mut cluster = pick(&|state| state.ready);
+    if cluster.is_empty() {
+        cluster = pick(&|state| state.serving && state.terminating);
+    }
+    let mut local = pick(&|state| state.local && state.ready);
+    if local.is_empty() {
+        local = pick(&|state| state.local && state.serving && state.terminating);
+    }
+    EndpointSets { cluster, local }
+}
+
+fn port_number(value: i32) -> Option<u16> {
+    u16::try_from(value).ok().filter(|port| *port != 0)
+}
+
+/// A Service port, as endpoints are matched to it.
+#[derive(Debug, Clone, Copy)]
+pub struct PortMatch<'a> {
+    /// The port's name (`""` when unnamed).
+    pub name: &'a str,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: &'a str,
+    /// IPv6 endpoints (else IPv4).
+    pub ipv6: bool,
+}
+
+/// Every endpoint of `service_ref` for `port`, with its state. Problems in
+/// slices and Endpoints are added to `problems`, once per field.
+pub fn collect(
+    service_ref: &ServiceRef,
+    service: &Service,
+    port: PortMatch<'_>,
+    cluster: &ClusterState,
+    node_name: &str,
+    problems: &mut Vec<FieldError>,
+) -> BTreeMap<SocketAddr, EndpointState> {
+    let mut endpoints: BTreeMap<SocketAddr, EndpointState> = BTreeMap::new();
+    let mut add = |address: SocketAddr, state: EndpointState| {
+        endpoints
+            .entry(address)
+            .and_modify(|existing| existing.merge(state))
+            .or_insert(state);
+    };
+    let mut problem = |kind: &'static str, object: &ServiceRef, field: String, message: String| {
+        let error = FieldError {
+            kind,
+            object: object.to_string(),
+            field,
+            message,
+        };
+        if !problems.contains(&error) {
+            problems.push(error);
+        }
+    };
+
+    let wanted_type = if port.ipv6 { "IPv6" } else { "IPv4" };
+    for (slice_ref, slice) in cluster.slices_of(service_ref) {
+        if slice.address_type != wanted_type {
+            continue;
+        }
+        for (port_index, slice_port) in slice.ports.iter().flatten().enumerate() {
+            let name = slice_port.name.as_deref().unwrap_or("");
+            let protocol = slice_port.protocol.as_deref().unwrap_or("TCP");
+            if name != port.name || protocol != port.protocol {
+                continue;
+            }
+            let Some(number) = slice_port.port.and_then(port_number) else {
+                problem(
+                    "EndpointSlice",
+                    slice_ref,
+                    format!("ports[{port_index}].port"),
+                    format!("{:?} is not a port number (1-65535)", slice_port.port),
+                );
+                continue;
+            };
+            for (index, endpoint) in slice.endpoints.iter().enumerate() {
+                // kube-proxy uses an endpoint's first address.
+                let Some(text) = endpoint.addresses.first() else {
+                    continue;
+                };
+                let Ok(address) = text.parse::<IpAddr>() else {
+                    problem(
+                        "EndpointSlice",
+                        slice_ref,
+                        format!("endpoints[{index}].addresses[0]"),
+                        format!("{text:?} is not an IP address"),
+                    );
+                    continue;
+                };
+                if address.is_ipv6() != port.ipv6 {
+                    problem(
+                        "EndpointSlice",
+                        slice_ref,
+                        format!("endpoints[{index}].addresses[0]"),
+                        format!("{text} is not of the slice's addressType {wanted_type}"),
+                    );
+                    continue;
+                }
+                let conditions = endpoint.conditions.as_ref();
+                add(
+                    SocketAddr::new(address, number),
+                    EndpointState {
+                        ready: conditions.and_then(|c| c.ready).unwrap_or(true),
+                        serving: conditions.and_then(|c| c.serving).unwrap_or(true),
+                        terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                        local: endpoint.node_name.as_deref() == Some(node_name),
+                    },
+                );
+            }
+        }
+    }
+
+    let has_selector = service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.as_ref())
+        .is_some_and(|selector| !selector.is_empty());
+    let Some(legacy) = cluster.endpoints.get(service_ref).filter(|_| !has_selector) else {
+        return endpoints;
+    };
+    let skip_mirror = legacy
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(SKIP_MIRROR_LABEL))
+        .is_some_and(|value| value == "true");
+    if skip_mirror {
+        return endpoints;
+    }
+    for (subset_index, subset) in legacy.subsets.iter().flatten().enumerate() {
+        for (port_index, legacy_port) in subset.ports.iter().flatten().enumerate() {
+            let name = legacy_port.name.as_deref().unwrap_or("");
+            let protocol = legacy_port.protocol.as_deref().unwrap_or("TCP");
+            if name != port.name || protocol != port.protocol {
+                continue;
+            }
+            let Some(number) = port_number(legacy_port.port) else {
+                problem(
+                    "Endpoints",
+                    service_ref,
+                    format!("subsets[{subset_index}].ports[{port_index}].port"),
+                    format!("{} is not a port number (1-65535)", legacy_port.port),
+                );
+                continue;
+            };
+            let lists = [
+                ("addresses", subset.addresses.as_ref(), true),
+                (
+                    "notReadyAddresses",
+                    subset.not_ready_addresses.as_ref(),
+                    false,
+                ),
+            ];
+            for (field, list, ready) in lists {
+                for (index, legacy_address) in list.into_iter().flatten().enumerate() {
+                    let Ok(address) = legacy_address.ip.parse::<IpAddr>() else {
+                        problem(
+                            "Endpoints",
+                            service_ref,
+                            format!("subsets[{subset_index}].{field}[{index}].ip"),
+                            format!("{:?} is not an IP address", legacy_address.ip),
+                        );
+                        continue;
+                    };
+                    if address.is_ipv6() != port.ipv6 {
+                        continue;
+                    }
+                    add(
+                        SocketAddr::new(address, number),
+                        EndpointState {
+                            ready,
+                            serving: ready,
+                            terminating: false,
+                            local: legacy_address.node_name.as_deref() == Some(node_name),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    endpoints
+}

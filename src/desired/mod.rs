@@ -1,0 +1,167 @@
+//! The desired state: Kubernetes objects in, the IPVS table and the
+//! `kube-ipvs0` addresses out, by kube-proxy's IPVS rules. Pure: no I/O.
+//!
+//! - [`cluster`]: the objects (Services, EndpointSlices, legacy Endpoints),
+//!   indexed by the Service they belong to.
+//! - [`virtual_servers`]: which virtual servers a Service port gets
+//!   (ClusterIPs, externalIPs, LoadBalancer ingress IPs, NodePorts) and
+//!   with which scheduler and persistence.
+//! - [`node_addresses`]: which node addresses NodePort virtual servers are
+//!   made on (`--nodeport-addresses`).
+//! - [`endpoints`]: which endpoints become real servers (port matching,
+//!   conditions, traffic policies, legacy Endpoints mirroring).
+//!
+//! Per-Service scheduler override: the annotation
+//! [`SCHEDULER_ANNOTATION`] (`ipvs-agent.io/scheduler: wrr`) on a Service
+//! picks its scheduler instead of `--ipvs-scheduler`.
+//!
+//! Every problem names the object and the field ([`FieldError`]); a bad
+//! port is skipped with its error while the Service's other ports are
+//! still programmed, and one bad Service never stops the others.
+
+pub mod cluster;
+pub mod endpoints;
+pub mod node_addresses;
+pub mod virtual_servers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+pub use cluster::{ClusterState, ServiceRef};
+pub use virtual_servers::SCHEDULER_ANNOTATION;
+
+use crate::diff::Table;
+use crate::settings::{NodeContext, ProxySettings};
+
+/// A problem with one field of one object. Displays as
+/// `Service default/web: spec.ports[1].protocol: unsupported protocol "ICMP"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {object}: {field}: {message}")]
+pub struct FieldError {
+    /// The object's kind (`Service`, `EndpointSlice`, `Endpoints`).
+    pub kind: &'static str,
+    /// `namespace/name`.
+    pub object: String,
+    /// The field's path (`spec.ports[1].protocol`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field` of the Service `service`.
+    pub fn service(
+        service: &ServiceRef,
+        field: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Self {
+        Self {
+            kind: "Service",
+            object: service.to_string(),
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The desired state of one Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceDesired {
+    /// Its virtual servers with their real servers.
+    pub table: Table,
+    /// The addresses it needs on `kube-ipvs0`.
+    pub bound_addresses: BTreeSet<IpAddr>,
+    /// Problems that made parts of it be skipped (the rest is in `table`).
+    pub problems: Vec<FieldError>,
+}
+
+/// The desired state of one Service of `cluster`: `None` when the Service
+/// is not in the cluster state. Parts with problems are skipped and listed
+/// in [`ServiceDesired::problems`].
+pub fn desired_for_service(
+    service_ref: &ServiceRef,
+    cluster: &ClusterState,
+    node: &NodeContext,
+    settings: &ProxySettings,
+) -> Option<ServiceDesired> {
+    let service = cluster.services.get(service_ref)?;
+    Some(virtual_servers::service_desired(
+        service_ref,
+        service,
+        cluster,
+        node,
+        settings,
+    ))
+}
+
+/// The desired state of every Service.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// Per Service.
+    pub services: BTreeMap<ServiceRef, ServiceDesired>,
+    /// Virtual servers claimed by two Services: the first (by namespace and
+    /// name) keeps it.
+    pub conflicts: Vec<FieldError>,
+}
+
+impl DesiredState {
+    /// Every problem found, Service by Service.
+    pub fn problems(&self) -> Vec<FieldError> {
+        self.services
+            .values()
+            .flat_map(|service| service.problems.iter().cloned())
+            .chain(self.conflicts.iter().cloned())
+            .collect()
+    }
+
+    /// The merged table (conflicting virtual servers: the first Service's).
+    pub fn table(&self) -> Table {
+        let mut table = Table::new();
+        for desired in self.services.values() {
+            for (key, entry) in &desired.table {
+                table.entry(*key).or_insert_with(|| entry.clone());
+            }
+        }
+        table
+    }
+
+    /// Every address wanted on `kube-ipvs0`.
+    pub fn bound_addresses(&self) -> BTreeSet<IpAddr> {
+        self.services
+            .values()
+            .flat_map(|service| service.bound_addresses.iter().copied())
+            .collect()
+    }
+}
+
+/// The desired state of every Service of `cluster`.
+pub fn desired_state(
+    cluster: &ClusterState,
+    node: &NodeContext,
+    settings: &ProxySettings,
+) -> DesiredState {
+    let mut state = DesiredState::default();
+    let mut owners: BTreeMap<netlink_ipvs::IpvsServiceKey, ServiceRef> = BTreeMap::new();
+    for (service_ref, service) in &cluster.services {
+        let desired =
+            virtual_servers::service_desired(service_ref, service, cluster, node, settings);
+        for key in desired.table.keys() {
+            match owners.get(key) {
+                Some(first) => state.conflicts.push(FieldError::service(
+                    service_ref,
+                    "spec",
+                    format!("virtual server {key} is already {first}'s; not programmed for this Service"),
+                )),
+                None => {
+                    owners.insert(*key, service_ref.clone());
+                }
+            }
+        }
+        state.services.insert(service_ref.clone(), desired);
+    }
+    state
+}

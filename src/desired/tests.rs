@@ -1,0 +1,809 @@
+//! Table tests of the desired state, one per kube-proxy rule.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use netlink_ipvs::{IpvsProtocol, IpvsServiceFlags, IpvsServiceKey};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::settings::{IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn service(spec: Value) -> Service {
+    service_with_meta(json!({"name": "web", "namespace": "default"}), spec)
+}
+
+fn service_with_meta(metadata: Value, spec: Value) -> Service {
+    serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}),
+    )
+    .unwrap()
+}
+
+fn slice(name: &str, address_type: &str, ports: Value, endpoints: Value) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": address_type,
+        "ports": ports,
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+fn web_ref() -> ServiceRef {
+    ServiceRef::new("default", "web")
+}
+
+fn node() -> NodeContext {
+    NodeContext {
+        name: "node1".into(),
+        primary_addresses: vec![ip("192.168.1.5")],
+        local_addresses: vec![
+            LocalAddress {
+                address: ip("192.168.1.5"),
+                interface: "eth0".into(),
+            },
+            LocalAddress {
+                address: ip("10.0.0.5"),
+                interface: "eth1".into(),
+            },
+            LocalAddress {
+                address: ip("fd00::5"),
+                interface: "eth0".into(),
+            },
+            LocalAddress {
+                address: ip("fe80::1"),
+                interface: "eth0".into(),
+            },
+            LocalAddress {
+                address: ip("127.0.0.1"),
+                interface: "lo".into(),
+            },
+            LocalAddress {
+                address: ip("10.96.0.1"),
+                interface: "kube-ipvs0".into(),
+            },
+        ],
+    }
+}
+
+fn compute(cluster: &ClusterState, settings: &ProxySettings) -> ServiceDesired {
+    desired_for_service(&web_ref(), cluster, &node(), settings).expect("the Service exists")
+}
+
+fn cluster_of(service: Service, slices: Vec<EndpointSlice>) -> ClusterState {
+    let mut cluster = ClusterState::default();
+    cluster.insert_service(service);
+    for slice in slices {
+        cluster.insert_slice(slice);
+    }
+    cluster
+}
+
+/// `(virtual server, real servers)` as strings, each level sorted as
+/// strings, for readable assertions.
+fn summary(desired: &ServiceDesired) -> Vec<(String, Vec<String>)> {
+    let mut summary: Vec<(String, Vec<String>)> = desired
+        .table
+        .iter()
+        .map(|(key, entry)| {
+            let mut reals: Vec<String> = entry
+                .real_servers
+                .keys()
+                .map(|real| SocketAddr::new(real.address, real.port).to_string())
+                .collect();
+            reals.sort();
+            (key.to_string(), reals)
+        })
+        .collect();
+    summary.sort();
+    summary
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+fn keys(desired: &ServiceDesired) -> BTreeSet<String> {
+    desired.table.keys().map(ToString::to_string).collect()
+}
+
+fn ready_endpoint(address: &str) -> Value {
+    json!({"addresses": [address], "conditions": {"ready": true}, "nodeName": "node2"})
+}
+
+fn http_port(port: u16) -> Value {
+    json!([{"name": "http", "protocol": "TCP", "port": port}])
+}
+
+fn basic_spec() -> Value {
+    json!({"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]})
+}
+
+#[test]
+fn cluster_ip_port_gets_a_virtual_server_with_ready_endpoints() {
+    let cluster = cluster_of(
+        service(basic_spec()),
+        vec![slice(
+            "web-1",
+            "IPv4",
+            http_port(8080),
+            json!([ready_endpoint("10.244.0.1"), ready_endpoint("10.244.0.2")]),
+        )],
+    );
+    let desired = compute(&cluster, &ProxySettings::default());
+    assert_eq!(
+        summary(&desired),
+        sorted(vec![(
+            "TCP 10.96.0.10:80".to_owned(),
+            vec!["10.244.0.1:8080".to_owned(), "10.244.0.2:8080".to_owned()]
+        )])
+    );
+    let entry = desired.table.values().next().unwrap();
+    assert_eq!(entry.service.scheduler, "rr");
+    assert!(!entry.service.is_persistent());
+    assert_eq!(entry.service.netmask.0, u32::MAX, "netmask /32");
+    let real = entry.real_servers.values().next().unwrap();
+    assert_eq!(
+        (real.weight, real.forwarding),
+        (1, netlink_ipvs::IpvsForwardingMethod::Masquerade)
+    );
+    assert_eq!(desired.bound_addresses, [ip("10.96.0.10")].into());
+    assert!(desired.problems.is_empty(), "{:?}", desired.problems);
+}
+
+#[test]
+fn ports_match_by_name_and_protocol_and_take_the_slice_port_number() {
+    let spec = json!({
+        "clusterIP": "10.96.0.10",
+        "ports": [
+            {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": "dns"},
+            {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": "dns-tcp"},
+        ],
+    });
+    // A named targetPort resolved differently per pod: two slices.
+    let slices = vec![
+        slice(
+            "web-1",
+            "IPv4",
+            json!([{"name": "dns", "protocol": "UDP", "port": 5353}, {"name": "dns-tcp", "protocol": "TCP", "port": 5353}]),
+            json!([ready_endpoint("10.244.0.1")]),
+        ),
+        slice(
+            "web-2",
+            "IPv4",
+            json!([{"name": "dns", "protocol": "UDP", "port": 1053}, {"name": "dns", "protocol": "TCP", "port": 9999}]),
+            json!([ready_endpoint("10.244.0.2")]),
+        ),
+    ];
+    let desired = compute(
+        &cluster_of(service(spec), slices),
+        &ProxySettings::default(),
+    );
+    assert_eq!(
+        summary(&desired),
+        sorted(vec![
+            (
+                "TCP 10.96.0.10:53".to_owned(),
+                vec!["10.244.0.1:5353".to_owned()]
+            ),
+            (
+                "UDP 10.96.0.10:53".to_owned(),
+                vec!["10.244.0.1:5353".to_owned(), "10.244.0.2:1053".to_owned()]
+            ),
+        ]),
+        "the TCP port named dns in web-2 does not match the UDP port dns, nor dns-tcp"
+    );
+}
+
+#[test]
+fn endpoint_conditions_and_terminating_fallback() {
+    let endpoints = json!([
+        {"addresses": ["10.244.0.1"], "conditions": {}},
+        {"addresses": ["10.244.0.2"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+        {"addresses": ["10.244.0.3"], "conditions": {"ready": false, "serving": false, "terminating": true}},
+        {"addresses": ["10.244.0.4"], "conditions": {"ready": false}},
+    ]);
+    let cluster = cluster_of(
+        service(basic_spec()),
+        vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+    );
+    assert_eq!(
+        summary(&compute(&cluster, &ProxySettings::default()))[0].1,
+        vec!["10.244.0.1:8080"],
+        "ready unset counts as ready; terminating ones are not used while one is ready"
+    );
+
+    let only_terminating = json!([
+        {"addresses": ["10.244.0.2"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+        {"addresses": ["10.244.0.3"], "conditions": {"ready": false, "serving": false, "terminating": true}},
+        {"addresses": ["10.244.0.5"], "conditions": {"ready": false, "terminating": true}},
+    ]);
+    let cluster = cluster_of(
+        service(basic_spec()),
+        vec![slice("web-1", "IPv4", http_port(8080), only_terminating)],
+    );
+    assert_eq!(
+        summary(&compute(&cluster, &ProxySettings::default()))[0].1,
+        vec!["10.244.0.2:8080", "10.244.0.5:8080"],
+        "no ready endpoint: serving (unset = true) and terminating ones serve"
+    );
+}
+
+#[test]
+fn duplicate_endpoints_across_slices_merge_ready_wins() {
+    let slices = vec![
+        slice(
+            "web-1",
+            "IPv4",
+            http_port(8080),
+            json!([{"addresses": ["10.244.0.1"], "conditions": {"ready": false, "serving": false}}]),
+        ),
+        slice(
+            "web-2",
+            "IPv4",
+            http_port(8080),
+            json!([{"addresses": ["10.244.0.1"], "conditions": {"ready": true}}, {"addresses": ["10.244.0.2"], "conditions": {"ready": false, "serving": true, "terminating": true}}]),
+        ),
+    ];
+    let desired = compute(
+        &cluster_of(service(basic_spec()), slices),
+        &ProxySettings::default(),
+    );
+    assert_eq!(summary(&desired)[0].1, vec!["10.244.0.1:8080"]);
+}
+
+#[test]
+fn traffic_policies_local_use_local_endpoints() {
+    let endpoints = json!([
+        {"addresses": ["10.244.0.1"], "conditions": {"ready": true}, "nodeName": "node1"},
+        {"addresses": ["10.244.0.2"], "conditions": {"ready": true}, "nodeName": "node2"},
+        {"addresses": ["10.244.0.3"], "conditions": {"ready": false, "serving": true, "terminating": true}, "nodeName": "node1"},
+    ]);
+    let spec = json!({
+        "type": "NodePort",
+        "clusterIP": "10.96.0.10",
+        "externalIPs": ["203.0.113.7"],
+        "internalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+    });
+    let settings = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec!["192.168.1.0/24".parse().unwrap()],
+            primary: false,
+        },
+        ..ProxySettings::default()
+    };
+    let desired = compute(
+        &cluster_of(
+            service(spec),
+            vec![slice("web-1", "IPv4", http_port(8080), endpoints.clone())],
+        ),
+        &settings,
+    );
+    assert_eq!(
+        summary(&desired),
+        sorted(vec![
+            (
+                "TCP 192.168.1.5:30080".to_owned(),
+                vec!["10.244.0.1:8080".to_owned(), "10.244.0.2:8080".to_owned()]
+            ),
+            (
+                "TCP 203.0.113.7:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned(), "10.244.0.2:8080".to_owned()]
+            ),
+            (
+                "TCP 10.96.0.10:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+        ]),
+        "internalTrafficPolicy: Local: only the ClusterIP uses local endpoints"
+    );
+
+    let spec = json!({
+        "type": "NodePort",
+        "clusterIP": "10.96.0.10",
+        "externalIPs": ["203.0.113.7"],
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+    });
+    let desired = compute(
+        &cluster_of(
+            service(spec),
+            vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+        ),
+        &settings,
+    );
+    assert_eq!(
+        summary(&desired),
+        sorted(vec![
+            (
+                "TCP 192.168.1.5:30080".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+            (
+                "TCP 203.0.113.7:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+            (
+                "TCP 10.96.0.10:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned(), "10.244.0.2:8080".to_owned()]
+            ),
+        ]),
+        "externalTrafficPolicy: Local: NodePort and externalIP use local endpoints"
+    );
+
+    let only_terminating_local = json!([
+        {"addresses": ["10.244.0.2"], "conditions": {"ready": true}, "nodeName": "node2"},
+        {"addresses": ["10.244.0.3"], "conditions": {"ready": false, "serving": true, "terminating": true}, "nodeName": "node1"},
+    ]);
+    let spec = json!({"clusterIP": "10.96.0.10", "internalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80}]});
+    let desired = compute(
+        &cluster_of(
+            service(spec),
+            vec![slice(
+                "web-1",
+                "IPv4",
+                http_port(8080),
+                only_terminating_local,
+            )],
+        ),
+        &settings,
+    );
+    assert_eq!(
+        summary(&desired)[0].1,
+        vec!["10.244.0.3:8080"],
+        "local falls back to local serving+terminating"
+    );
+}
+
+#[test]
+fn nodeport_on_every_eligible_node_address_or_the_filtered_ones() {
+    let spec = json!({"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+    let cluster = cluster_of(service(spec), vec![]);
+    let all = compute(&cluster, &ProxySettings::default());
+    assert_eq!(
+        keys(&all),
+        [
+            "TCP 10.0.0.5:30080",
+            "TCP 10.96.0.10:80",
+            "TCP 192.168.1.5:30080"
+        ]
+        .map(String::from)
+        .into(),
+        "every IPv4 local address except loopback and kube-ipvs0's"
+    );
+    let filtered = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            primary: false,
+        },
+        ..ProxySettings::default()
+    };
+    assert_eq!(
+        keys(&compute(&cluster, &filtered)),
+        ["TCP 10.0.0.5:30080", "TCP 10.96.0.10:80"]
+            .map(String::from)
+            .into()
+    );
+    let primary = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec![],
+            primary: true,
+        },
+        ..ProxySettings::default()
+    };
+    assert_eq!(
+        keys(&compute(&cluster, &primary)),
+        ["TCP 10.96.0.10:80", "TCP 192.168.1.5:30080"]
+            .map(String::from)
+            .into()
+    );
+    let ipv6 = ProxySettings {
+        ip_family: IpFamilyMode::Ipv6,
+        ..ProxySettings::default()
+    };
+    let spec6 = json!({"type": "NodePort", "clusterIP": "fd00:96::10", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+    assert_eq!(
+        keys(&compute(&cluster_of(service(spec6), vec![]), &ipv6)),
+        ["TCP [fd00:96::10]:80", "TCP [fd00::5]:30080"]
+            .map(String::from)
+            .into(),
+        "IPv6: link-local fe80::1 is never a node address"
+    );
+    assert!(
+        all.bound_addresses
+            .iter()
+            .all(|address| *address == ip("10.96.0.10")),
+        "node addresses are never bound"
+    );
+}
+
+#[test]
+fn load_balancer_ingress_vip_or_unset_ip_mode_only() {
+    let mut svc = service(json!({
+        "type": "LoadBalancer",
+        "clusterIP": "10.96.0.10",
+        "allocateLoadBalancerNodePorts": false,
+        "ports": [{"name": "http", "port": 80}],
+    }));
+    svc.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
+        {"ip": "203.0.113.1"},
+        {"ip": "203.0.113.2", "ipMode": "VIP"},
+        {"ip": "203.0.113.3", "ipMode": "Proxy"},
+        {"hostname": "lb.example.com"},
+    ]}}))
+    .unwrap();
+    let desired = compute(&cluster_of(svc, vec![]), &ProxySettings::default());
+    assert_eq!(
+        keys(&desired),
+        [
+            "TCP 10.96.0.10:80",
+            "TCP 203.0.113.1:80",
+            "TCP 203.0.113.2:80"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert!(
+        desired.problems.is_empty(),
+        "no nodePort is fine when not allocated: {:?}",
+        desired.problems
+    );
+    assert_eq!(
+        desired.bound_addresses,
+        [ip("10.96.0.10"), ip("203.0.113.1"), ip("203.0.113.2")].into()
+    );
+}
+
+#[test]
+fn nothing_for_headless_externalname_or_another_proxys_services() {
+    let headless = service(json!({"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}));
+    let external_name = service(json!({"type": "ExternalName", "externalName": "www.baidu.com"}));
+    let other_proxy = service_with_meta(
+        json!({"name": "web", "namespace": "default", "labels": {"service.kubernetes.io/service-proxy-name": "cilium"}}),
+        basic_spec(),
+    );
+    for (what, svc) in [
+        ("headless", headless),
+        ("ExternalName", external_name),
+        ("other proxy", other_proxy),
+    ] {
+        let desired = compute(
+            &cluster_of(
+                svc,
+                vec![slice(
+                    "web-1",
+                    "IPv4",
+                    http_port(8080),
+                    json!([ready_endpoint("10.244.0.1")]),
+                )],
+            ),
+            &ProxySettings::default(),
+        );
+        assert_eq!(desired, ServiceDesired::default(), "{what}");
+    }
+}
+
+#[test]
+fn families_single_and_dual_stack() {
+    let spec = json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00:96::10"], "externalIPs": ["203.0.113.7", "2001:db8::7"], "ports": [{"name": "http", "port": 80}]});
+    let slices = vec![
+        slice(
+            "web-4",
+            "IPv4",
+            http_port(8080),
+            json!([ready_endpoint("10.244.0.1")]),
+        ),
+        slice(
+            "web-6",
+            "IPv6",
+            http_port(8080),
+            json!([ready_endpoint("fd00:244::1")]),
+        ),
+        slice(
+            "web-f",
+            "FQDN",
+            http_port(8080),
+            json!([ready_endpoint("pod.example.com")]),
+        ),
+    ];
+    let cluster = cluster_of(service(spec), slices);
+    let v4 = compute(&cluster, &ProxySettings::default());
+    assert_eq!(
+        summary(&v4),
+        sorted(vec![
+            (
+                "TCP 203.0.113.7:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+            (
+                "TCP 10.96.0.10:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+        ]),
+        "IPv4 only: no IPv6 address, no IPv6 endpoint, FQDN slices ignored"
+    );
+    let dual = compute(
+        &cluster,
+        &ProxySettings {
+            ip_family: IpFamilyMode::Dual,
+            ..ProxySettings::default()
+        },
+    );
+    assert_eq!(
+        summary(&dual),
+        sorted(vec![
+            (
+                "TCP 203.0.113.7:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+            (
+                "TCP 10.96.0.10:80".to_owned(),
+                vec!["10.244.0.1:8080".to_owned()]
+            ),
+            (
+                "TCP [2001:db8::7]:80".to_owned(),
+                vec!["[fd00:244::1]:8080".to_owned()]
+            ),
+            (
+                "TCP [fd00:96::10]:80".to_owned(),
+                vec!["[fd00:244::1]:8080".to_owned()]
+            ),
+        ])
+    );
+    let v6_entry = dual
+        .table
+        .get(&IpvsServiceKey::tcp(ip("fd00:96::10"), 80))
+        .unwrap();
+    assert_eq!(v6_entry.service.netmask.0, 128, "netmask /128 for IPv6");
+}
+
+#[test]
+fn scheduler_flag_and_annotation_override() {
+    let settings = ProxySettings {
+        scheduler: "lc".into(),
+        ..ProxySettings::default()
+    };
+    let plain = compute(&cluster_of(service(basic_spec()), vec![]), &settings);
+    assert_eq!(plain.table.values().next().unwrap().service.scheduler, "lc");
+    let annotated = service_with_meta(
+        json!({"name": "web", "namespace": "default", "annotations": {"ipvs-agent.io/scheduler": "mh"}}),
+        basic_spec(),
+    );
+    let desired = compute(&cluster_of(annotated, vec![]), &settings);
+    assert_eq!(
+        desired.table.values().next().unwrap().service.scheduler,
+        "mh"
+    );
+    let bad = service_with_meta(
+        json!({"name": "web", "namespace": "default", "annotations": {"ipvs-agent.io/scheduler": "Round Robin!"}}),
+        basic_spec(),
+    );
+    let desired = compute(&cluster_of(bad, vec![]), &settings);
+    assert_eq!(
+        desired.table.values().next().unwrap().service.scheduler,
+        "lc"
+    );
+    assert_eq!(
+        desired.problems[0].field,
+        "metadata.annotations[ipvs-agent.io/scheduler]"
+    );
+}
+
+#[test]
+fn client_ip_affinity_makes_every_virtual_server_persistent() {
+    let spec = json!({"type": "NodePort", "clusterIP": "10.96.0.10", "sessionAffinity": "ClientIP", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+    let desired = compute(
+        &cluster_of(service(spec), vec![]),
+        &ProxySettings::default(),
+    );
+    assert_eq!(desired.table.len(), 3);
+    for entry in desired.table.values() {
+        assert!(entry.service.flags.contains(IpvsServiceFlags::PERSISTENT));
+        assert_eq!(entry.service.timeout, 10800, "default timeoutSeconds");
+    }
+    let spec = json!({"clusterIP": "10.96.0.10", "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "ports": [{"name": "http", "port": 80}]});
+    let desired = compute(
+        &cluster_of(service(spec), vec![]),
+        &ProxySettings::default(),
+    );
+    assert_eq!(desired.table.values().next().unwrap().service.timeout, 60);
+}
+
+#[test]
+fn externalips_bound_unless_held_by_another_interface() {
+    let spec = json!({"clusterIP": "10.96.0.10", "externalIPs": ["203.0.113.7", "10.0.0.5"], "ports": [{"name": "http", "port": 80}]});
+    let desired = compute(
+        &cluster_of(service(spec), vec![]),
+        &ProxySettings::default(),
+    );
+    assert!(
+        desired
+            .table
+            .contains_key(&IpvsServiceKey::tcp(ip("10.0.0.5"), 80)),
+        "still a virtual server"
+    );
+    assert_eq!(
+        desired.bound_addresses,
+        [ip("10.96.0.10"), ip("203.0.113.7")].into(),
+        "10.0.0.5 is eth1's"
+    );
+}
+
+#[test]
+fn protocols_and_bad_ports_are_reported_per_field() {
+    let spec = json!({"clusterIP": "10.96.0.10", "ports": [
+        {"name": "a", "protocol": "UDP", "port": 53},
+        {"name": "b", "protocol": "SCTP", "port": 3868},
+        {"name": "c", "protocol": "ICMP", "port": 1},
+        {"name": "d", "port": 70000},
+    ]});
+    let desired = compute(
+        &cluster_of(service(spec), vec![]),
+        &ProxySettings::default(),
+    );
+    let protocols: Vec<IpvsProtocol> = desired
+        .table
+        .keys()
+        .map(|key| match key {
+            IpvsServiceKey::Inet { protocol, .. } => *protocol,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(protocols, vec![IpvsProtocol::Udp, IpvsProtocol::Sctp]);
+    let fields: Vec<&str> = desired.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, vec!["spec.ports[2].protocol", "spec.ports[3].port"]);
+    assert_eq!(
+        desired.problems[0].to_string(),
+        "Service default/web: spec.ports[2].protocol: unsupported protocol \"ICMP\" (TCP, UDP or SCTP)"
+    );
+}
+
+#[test]
+fn missing_cluster_ip_and_node_port_are_reported() {
+    let no_ip = compute(
+        &cluster_of(service(json!({"ports": [{"port": 80}]})), vec![]),
+        &ProxySettings::default(),
+    );
+    assert!(no_ip.table.is_empty());
+    assert_eq!(no_ip.problems[0].field, "spec.clusterIP");
+    let no_node_port = compute(
+        &cluster_of(
+            service(
+                json!({"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}),
+            ),
+            vec![],
+        ),
+        &ProxySettings::default(),
+    );
+    assert_eq!(keys(&no_node_port), ["TCP 10.96.0.10:80".to_owned()].into());
+    assert_eq!(no_node_port.problems[0].field, "spec.ports[0].nodePort");
+}
+
+#[test]
+fn selectorless_service_mirrors_legacy_endpoints() {
+    let endpoints: Endpoints = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "web", "namespace": "default"},
+        "subsets": [{
+            "addresses": [{"ip": "10.28.88.9"}, {"ip": "10.28.88.10"}],
+            "notReadyAddresses": [{"ip": "10.28.88.11"}],
+            "ports": [{"port": 9000, "protocol": "TCP"}],
+        }],
+    }))
+    .unwrap();
+    let spec = json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 9000}]});
+    let mut cluster = cluster_of(service(spec.clone()), vec![]);
+    cluster.insert_endpoints(endpoints.clone());
+    assert_eq!(
+        summary(&compute(&cluster, &ProxySettings::default()))[0].1,
+        vec!["10.28.88.10:9000", "10.28.88.9:9000"]
+            .into_iter()
+            .map(String::from)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+
+    let mut with_selector = spec.clone();
+    with_selector["selector"] = json!({"app": "web"});
+    let mut cluster = cluster_of(service(with_selector), vec![]);
+    cluster.insert_endpoints(endpoints.clone());
+    assert!(
+        summary(&compute(&cluster, &ProxySettings::default()))[0]
+            .1
+            .is_empty(),
+        "Endpoints of a Service with a selector are not mirrored"
+    );
+
+    let mut skipped = endpoints;
+    skipped.metadata.labels = Some(
+        [(
+            "endpointslice.kubernetes.io/skip-mirror".to_owned(),
+            "true".to_owned(),
+        )]
+        .into(),
+    );
+    let mut cluster = cluster_of(service(spec), vec![]);
+    cluster.insert_endpoints(skipped);
+    assert!(
+        summary(&compute(&cluster, &ProxySettings::default()))[0]
+            .1
+            .is_empty(),
+        "skip-mirror"
+    );
+}
+
+#[test]
+fn one_bad_service_never_stops_the_others_and_conflicts_keep_the_first() {
+    let mut cluster = ClusterState::default();
+    cluster.insert_service(service_with_meta(
+        json!({"name": "a", "namespace": "default"}),
+        json!({"clusterIP": "not-an-ip", "ports": [{"port": 80}]}),
+    ));
+    cluster.insert_service(service_with_meta(
+        json!({"name": "b", "namespace": "default"}),
+        json!({"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}),
+    ));
+    cluster.insert_service(service_with_meta(
+        json!({"name": "c", "namespace": "default"}),
+        json!({"clusterIP": "10.96.0.30", "externalIPs": ["10.96.0.20"], "ports": [{"port": 80}]}),
+    ));
+    let state = desired_state(&cluster, &node(), &ProxySettings::default());
+    let table = state.table();
+    assert_eq!(
+        table.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        vec!["TCP 10.96.0.20:80", "TCP 10.96.0.30:80"]
+    );
+    let problems: Vec<String> = state.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("Service default/a: spec.clusterIP: \"not-an-ip\""),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("TCP 10.96.0.20:80 is already default/b's"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn slices_are_indexed_by_service_and_follow_relabelling() {
+    let mut cluster = cluster_of(
+        service(basic_spec()),
+        vec![slice(
+            "web-1",
+            "IPv4",
+            http_port(8080),
+            json!([ready_endpoint("10.244.0.1")]),
+        )],
+    );
+    assert_eq!(cluster.slices_of(&web_ref()).count(), 1);
+    let mut moved = slice(
+        "web-1",
+        "IPv4",
+        http_port(8080),
+        json!([ready_endpoint("10.244.0.1")]),
+    );
+    moved.metadata.labels =
+        Some([("kubernetes.io/service-name".to_owned(), "other".to_owned())].into());
+    let touched = cluster.insert_slice(moved);
+    assert_eq!(
+        touched,
+        [web_ref(), ServiceRef::new("default", "other")].into()
+    );
+    assert_eq!(cluster.slices_of(&web_ref()).count(), 0);
+    let removed = cluster.remove_slice(&ServiceRef::new("default", "web-1"));
+    assert_eq!(removed, [ServiceRef::new("default", "other")].into());
+    assert!(cluster.endpoint_slices.is_empty());
+}
