@@ -12,13 +12,23 @@
 //! - [`apply`]: sends a plan through the netlink-ipvs batch API, treats
 //!   the kernel's EEXIST / ESRCH / ENOENT answers by level, and keeps the
 //!   agent's view of the kernel in step. The only errno-aware part.
+//! - [`sync`]: the sync engine: keeps the kernel and `kube-ipvs0` equal to
+//!   the desired state, incrementally, with periodic full resyncs and
+//!   drain checks. Source-agnostic.
+//! - [`run`]: `ipvs-agent run --manifests`: the sync engine fed from files
+//!   it watches.
 //! - [`plan_output`]: what `ipvs-agent plan` prints (`ipvsadm -Sn` rules,
 //!   the `-Ln` table and `kube-ipvs0` addresses, JSON). Pure.
 //! - [`settings`]: the agent's settings and what it knows of its node.
+//! - [`system`]: the `kube-ipvs0` link and node addresses (rtnetlink) and
+//!   the sysctls kube-proxy sets.
 
 pub mod apply;
 pub mod desired;
 pub mod diff;
 pub mod manifests;
 pub mod plan_output;
+pub mod run;
 pub mod settings;
+pub mod sync;
+pub mod system;

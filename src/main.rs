@@ -13,9 +13,11 @@ use ipnetwork::IpNetwork;
 use ipvs_agent::desired::desired_state;
 use ipvs_agent::manifests::load_manifests;
 use ipvs_agent::plan_output::{render_json, render_save, render_text};
+use ipvs_agent::run::{run_manifests, RunOptions};
 use ipvs_agent::settings::{
     parse_duration, IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings,
 };
+use netlink_ipvs::IpvsTimeouts;
 
 /// Programs IPVS for Kubernetes Services on this node (a kube-proxy IPVS
 /// mode replacement).
@@ -31,6 +33,9 @@ enum Command {
     /// Prints the IPVS table and kube-ipvs0 addresses the manifests ask for.
     /// Needs no root and no kernel.
     Plan(PlanArgs),
+    /// Programs the kernel from the manifests and keeps it in sync when
+    /// they change.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +95,33 @@ struct PlanArgs {
     /// What to print.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Full resync period: re-read the kernel and repair drift.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    ipvs_sync_period: Duration,
+    /// How often the manifest files are checked for changes.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    manifests_poll_interval: Duration,
+    /// How often draining real servers are checked.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    drain_check_interval: Duration,
+    /// Idle TCP session timeout (0: leave the kernel's).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    ipvs_tcp_timeout: Duration,
+    /// TCP session timeout after a FIN (0: leave the kernel's).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    ipvs_tcpfin_timeout: Duration,
+    /// UDP session timeout (0: leave the kernel's).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    ipvs_udp_timeout: Duration,
+    /// Set arp_ignore=1 and arp_announce=2 (needed with MetalLB in L2 mode).
+    #[arg(long)]
+    ipvs_strict_arp: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -199,9 +231,51 @@ fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings(&args.settings)?;
+    let options = RunOptions {
+        manifests: args.settings.manifests.clone(),
+        node_name: node_name(&args.settings)?,
+        node_addresses: args.settings.node_ip.clone(),
+        sync_period: args.ipvs_sync_period,
+        poll_interval: args.manifests_poll_interval,
+        drain_check_interval: args.drain_check_interval,
+        timeouts: IpvsTimeouts {
+            tcp: seconds(args.ipvs_tcp_timeout),
+            tcp_fin: seconds(args.ipvs_tcpfin_timeout),
+            udp: seconds(args.ipvs_udp_timeout),
+        },
+        strict_arp: args.ipvs_strict_arp,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        run_manifests(settings, options, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -209,5 +283,6 @@ fn main() -> anyhow::Result<ExitCode> {
         .init();
     match Cli::parse().command {
         Command::Plan(args) => plan(args),
+        Command::Run(args) => run(args),
     }
 }

@@ -9,6 +9,7 @@ cd "$root"
 
 echo "== building the guest tests"
 cargo build --examples --quiet
+cargo build -p ipvs-agent --bins --quiet   # the agent binary the end-to-end tests start
 binaries=$(cargo test -p integration --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -153,6 +153,11 @@ fn service_option(key: &netlink_ipvs::IpvsServiceKey) -> String {
 
 /// The IPVS generic netlink family id of this kernel.
 pub fn ipvs_family_id() -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let _context = runtime.enter();
     let (_connection, handle) = new_connection().expect("resolve the IPVS family");
     handle.family_id()
 }

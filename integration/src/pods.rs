@@ -221,15 +221,17 @@ print(s.recvfrom(2048)[0].decode())";
     /// (the server answers its name to each line sent). Returns the client
     /// process: write lines to its stdin, read answers from its stdout.
     pub fn hold_connection(&self, address: &str, port: u16) -> Child {
-        let script = "import socket,sys\n\
-s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=10)\n\
-s.sendall(b'HOLD\\n\\n')\n\
-f=s.makefile('rb')\n\
-print(f.readline().decode().strip(),flush=True)\n\
-for line in sys.stdin:\n\
-    s.sendall(line.encode())\n\
-    answer=f.readline().decode().strip()\n\
-    print(answer if answer else 'CLOSED',flush=True)\n";
+        let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"HOLD\n\n")
+f = s.makefile("rb")
+print(f.readline().decode().strip(), flush=True)
+for line in sys.stdin:
+    s.sendall(line.encode())
+    answer = f.readline().decode().strip()
+    print(answer if answer else "CLOSED", flush=True)
+"#;
         Command::new("ip")
             .args([
                 "netns", "exec", &self.name, "python3", "-u", "-c", script, address,

@@ -1,0 +1,229 @@
+//! `ipvs-agent run --manifests`: programs the kernel from manifest files
+//! and keeps it in sync when the files change.
+//!
+//! The files are polled (their paths, sizes and modification times): on a
+//! change they are loaded again and only the Services whose objects (the
+//! Service, its EndpointSlices, its Endpoints) differ are recomputed. A full
+//! resync runs every `--ipvs-sync-period`, and draining real servers are
+//! checked every few seconds.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use netlink_ipvs::IpvsTimeouts;
+use tracing::{info, warn};
+
+use crate::desired::{ClusterState, ServiceRef};
+use crate::manifests::{load_manifests, ManifestError};
+use crate::settings::ProxySettings;
+use crate::sync::{SyncEngine, SyncError};
+use crate::system::link::{LinkError, LinkManager};
+use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
+
+/// How `run` behaves, beside the desired-state settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Manifest files or directories.
+    pub manifests: Vec<PathBuf>,
+    /// The node's name.
+    pub node_name: String,
+    /// The node's primary addresses.
+    pub node_addresses: Vec<IpAddr>,
+    /// Full resync period (`--ipvs-sync-period`).
+    pub sync_period: Duration,
+    /// How often the manifest files are checked for changes.
+    pub poll_interval: Duration,
+    /// How often draining real servers are checked.
+    pub drain_check_interval: Duration,
+    /// Connection timeouts set once at start (zero: unchanged).
+    pub timeouts: IpvsTimeouts,
+    /// `--ipvs-strict-arp`.
+    pub strict_arp: bool,
+}
+
+/// What stops `run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The manifests could not be read at all.
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    /// The IPVS netlink connection could not be made.
+    #[error("IPVS: {0}")]
+    Ipvs(#[from] netlink_ipvs::IpvsError),
+    /// The rtnetlink connection could not be made.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The first sync failed as a whole.
+    #[error("first sync: {0}")]
+    FirstSync(#[from] SyncError),
+}
+
+/// Paths, sizes and modification times of the manifest files: a change in
+/// any of them means the files are loaded again.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut seen = Vec::new();
+    for path in paths {
+        collect_fingerprint(path, &mut seen);
+    }
+    seen.sort();
+    seen
+}
+
+fn collect_fingerprint(path: &Path, seen: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        seen.push((path.to_owned(), 0, None));
+        return;
+    };
+    if metadata.is_dir() {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                collect_fingerprint(&entry.path(), seen);
+            }
+        }
+        seen.push((path.to_owned(), 0, metadata.modified().ok()));
+    } else {
+        seen.push((path.to_owned(), metadata.len(), metadata.modified().ok()));
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<ClusterState, ManifestError> {
+    let loaded = load_manifests(paths)?;
+    for problem in &loaded.problems {
+        warn!("skipped: {problem}");
+    }
+    Ok(loaded.cluster)
+}
+
+/// The Services whose desired state may differ between `old` and `new`.
+pub fn changed_services(old: &ClusterState, new: &ClusterState) -> BTreeSet<ServiceRef> {
+    let mut changed = BTreeSet::new();
+    for (service, object) in &new.services {
+        if old.services.get(service) != Some(object) {
+            changed.insert(service.clone());
+        }
+    }
+    for service in old.services.keys() {
+        if !new.services.contains_key(service) {
+            changed.insert(service.clone());
+        }
+    }
+    for (name, slice) in &new.endpoint_slices {
+        if old.endpoint_slices.get(name) != Some(slice) {
+            changed.extend(ClusterState::service_of_slice(slice));
+        }
+    }
+    for (name, slice) in &old.endpoint_slices {
+        if new.endpoint_slices.get(name) != Some(slice) {
+            changed.extend(ClusterState::service_of_slice(slice));
+        }
+    }
+    for (name, endpoints) in &new.endpoints {
+        if old.endpoints.get(name) != Some(endpoints) {
+            changed.insert(name.clone());
+        }
+    }
+    for name in old.endpoints.keys() {
+        if !new.endpoints.contains_key(name) {
+            changed.insert(name.clone());
+        }
+    }
+    changed
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run_manifests(
+    settings: ProxySettings,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut cluster = load(&options.manifests)?;
+    let mut seen = fingerprint(&options.manifests);
+
+    let sysctl_settings = SysctlSettings {
+        strict_arp: options.strict_arp,
+    };
+    match kernel_release() {
+        Ok(release) => {
+            let wanted = wanted_sysctls(&release, &sysctl_settings);
+            match apply_sysctls(std::path::Path::new("/proc/sys"), &wanted) {
+                Ok(changed) => {
+                    for (sysctl, value) in changed {
+                        info!("set {sysctl} = {value}");
+                    }
+                }
+                Err(error) => warn!(%error, "setting sysctls"),
+            }
+        }
+        Err(error) => warn!(%error, "reading the kernel release; sysctls left as they are"),
+    }
+
+    let (connection, ipvs) = netlink_ipvs::new_connection()?;
+    tokio::spawn(connection);
+    let links = LinkManager::new()?;
+    let mut engine = SyncEngine::new(
+        settings.clone(),
+        options.node_name.clone(),
+        options.node_addresses.clone(),
+        ipvs,
+        links,
+    );
+    if let Err(error) = engine.set_timeouts(&options.timeouts).await {
+        warn!(%error, "setting IPVS timeouts");
+    }
+    engine.full_sync(&cluster).await?;
+
+    let mut resync = tokio::time::interval(options.sync_period);
+    resync.reset();
+    let mut poll = tokio::time::interval(options.poll_interval);
+    let mut drain = tokio::time::interval(options.drain_check_interval);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down; the kernel table is left as it is");
+                return Ok(());
+            }
+            _ = resync.tick() => {
+                if let Err(error) = engine.full_sync(&cluster).await {
+                    warn!(%error, "full resync failed; retrying at the next period");
+                }
+            }
+            _ = poll.tick() => {
+                let now_seen = fingerprint(&options.manifests);
+                if now_seen == seen {
+                    continue;
+                }
+                seen = now_seen;
+                let new_cluster = match load(&options.manifests) {
+                    Ok(new_cluster) => new_cluster,
+                    Err(error) => {
+                        warn!(%error, "reading manifests; keeping the last state");
+                        continue;
+                    }
+                };
+                let changed = changed_services(&cluster, &new_cluster);
+                cluster = new_cluster;
+                if changed.is_empty() {
+                    continue;
+                }
+                if let Err(error) = engine.sync_services(&cluster, &changed).await {
+                    warn!(%error, "sync failed; the next resync retries");
+                }
+            }
+            _ = drain.tick(), if engine.has_draining() => {
+                if let Err(error) = engine.check_draining().await {
+                    warn!(%error, "checking draining real servers");
+                }
+            }
+        }
+    }
+}
+
+fn kernel_release() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/osrelease")?
+        .trim()
+        .to_owned())
+}

@@ -1,0 +1,474 @@
+//! The sync engine: keeps the kernel's IPVS table and `kube-ipvs0` equal to
+//! the desired state of the cluster, incrementally.
+//!
+//! It holds the desired state per Service, the merged desired table, its
+//! own view of the kernel's table (read once at start, then kept in step
+//! from the kernel's answers) and the real servers being drained. Three
+//! entry points, all level-based (each recomputes from the cluster state it
+//! is given, whatever the event was):
+//!
+//! - [`SyncEngine::full_sync`]: re-reads the kernel (table and addresses),
+//!   recomputes every Service and repairs any drift. Used at start (which
+//!   adopts what the kernel already has: no flush, only the differences are
+//!   sent) and every `--ipvs-sync-period`.
+//! - [`SyncEngine::sync_services`]: recomputes the given Services only and
+//!   diffs only their virtual servers against the view.
+//! - [`SyncEngine::check_draining`]: re-reads the virtual servers that have
+//!   draining real servers and deletes those whose connections ended or
+//!   whose drain timed out.
+//!
+//! Source-agnostic: `run --manifests` and the Kubernetes watch feed it the
+//! same [`ClusterState`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use netlink_ipvs::{IpvsError, IpvsHandle, IpvsServiceKey, IpvsTimeouts};
+use tracing::{debug, info, warn};
+
+use crate::apply::{apply_batch, reread, MessageCounts};
+use crate::desired::node_addresses::KUBE_IPVS_INTERFACE;
+use crate::desired::{desired_for_service, ClusterState, FieldError, ServiceDesired, ServiceRef};
+use crate::diff::{plan_changes, table, DrainPolicy, Draining, Ownership, Table};
+use crate::settings::{LocalAddress, NodeContext, ProxySettings};
+use crate::system::link::{LinkError, LinkManager};
+
+/// How many times a virtual server whose view was wrong is re-read and
+/// planned again within one sync.
+const REREAD_ROUNDS: usize = 3;
+
+/// What stopped a sync from starting. Failures of single operations do not:
+/// they are counted in the [`SyncReport`] and retried by the next sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Reading or writing IPVS failed as a whole.
+    #[error("IPVS: {0}")]
+    Ipvs(#[from] IpvsError),
+    /// `kube-ipvs0` or the node's addresses could not be read or changed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// Which kind of sync a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Everything re-read and recomputed.
+    Full,
+    /// Some Services recomputed.
+    Incremental,
+    /// Draining real servers checked.
+    Drain,
+}
+
+impl SyncKind {
+    /// The name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full",
+            SyncKind::Incremental => "incremental",
+            SyncKind::Drain => "drain",
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// The kind of sync.
+    pub kind: SyncKind,
+    /// Services recomputed.
+    pub services: usize,
+    /// IPVS write messages sent, by kind.
+    pub sent: MessageCounts,
+    /// Operations the kernel refused (retried by the next sync).
+    pub failed: usize,
+    /// Virtual servers re-read because the kernel disagreed with the view.
+    pub reread: usize,
+    /// Addresses added to `kube-ipvs0`.
+    pub addresses_added: usize,
+    /// Addresses removed from `kube-ipvs0`.
+    pub addresses_removed: usize,
+    /// Real servers draining after the sync.
+    pub draining: usize,
+    /// How long the sync took.
+    pub duration: Duration,
+}
+
+impl SyncReport {
+    fn new(kind: SyncKind) -> Self {
+        Self {
+            kind,
+            services: 0,
+            sent: MessageCounts::default(),
+            failed: 0,
+            reread: 0,
+            addresses_added: 0,
+            addresses_removed: 0,
+            draining: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn log(&self) {
+        info!(
+            kind = self.kind.as_str(),
+            services = self.services,
+            writes = self.sent.total(),
+            add_service = self.sent.add_service,
+            edit_service = self.sent.edit_service,
+            delete_service = self.sent.delete_service,
+            add_real_server = self.sent.add_real_server,
+            edit_real_server = self.sent.edit_real_server,
+            delete_real_server = self.sent.delete_real_server,
+            failed = self.failed,
+            reread = self.reread,
+            addresses_added = self.addresses_added,
+            addresses_removed = self.addresses_removed,
+            draining = self.draining,
+            duration_ms = self.duration.as_secs_f64() * 1e3,
+            "synced"
+        );
+    }
+}
+
+/// The sync engine; see the module docs.
+#[derive(Debug)]
+pub struct SyncEngine {
+    settings: ProxySettings,
+    node: NodeContext,
+    ipvs: IpvsHandle,
+    links: LinkManager,
+    /// The desired state of each Service, as last computed.
+    services: BTreeMap<ServiceRef, ServiceDesired>,
+    /// The merged desired table, and which Service each key came from.
+    desired: Table,
+    key_owner: BTreeMap<IpvsServiceKey, ServiceRef>,
+    /// How many Services want each address on `kube-ipvs0`.
+    wanted_addresses: BTreeMap<IpAddr, usize>,
+    /// Addresses on `kube-ipvs0`, as last read or set.
+    bound_addresses: BTreeSet<IpAddr>,
+    /// The agent's view of the kernel's table.
+    kernel: Table,
+    draining: Draining,
+    /// The problems last reported per Service (to log each only once).
+    problems: BTreeMap<ServiceRef, Vec<FieldError>>,
+}
+
+impl SyncEngine {
+    /// An engine for the node `node_name` whose primary addresses are
+    /// `primary_addresses`. Nothing is read or written until the first
+    /// [`SyncEngine::full_sync`].
+    pub fn new(
+        settings: ProxySettings,
+        node_name: String,
+        primary_addresses: Vec<IpAddr>,
+        ipvs: IpvsHandle,
+        links: LinkManager,
+    ) -> Self {
+        Self {
+            settings,
+            node: NodeContext {
+                name: node_name,
+                primary_addresses,
+                local_addresses: Vec::new(),
+            },
+            ipvs,
+            links,
+            services: BTreeMap::new(),
+            desired: Table::new(),
+            key_owner: BTreeMap::new(),
+            wanted_addresses: BTreeMap::new(),
+            bound_addresses: BTreeSet::new(),
+            kernel: Table::new(),
+            draining: Draining::new(),
+            problems: BTreeMap::new(),
+        }
+    }
+
+    /// The agent's view of the kernel's table.
+    pub fn kernel_view(&self) -> &Table {
+        &self.kernel
+    }
+
+    /// The merged desired table.
+    pub fn desired_table(&self) -> &Table {
+        &self.desired
+    }
+
+    /// Whether some real servers are draining.
+    pub fn has_draining(&self) -> bool {
+        !self.draining.is_empty()
+    }
+
+    /// Sets the kernel's TCP, TCP FIN and UDP timeouts (`--ipvs-tcp-timeout`
+    /// and friends, like `ipvsadm --set`); zero leaves a value unchanged, and
+    /// nothing is sent when all three are zero.
+    pub async fn set_timeouts(&self, timeouts: &IpvsTimeouts) -> Result<(), IpvsError> {
+        if timeouts.tcp == 0 && timeouts.tcp_fin == 0 && timeouts.udp == 0 {
+            return Ok(());
+        }
+        self.ipvs.set_timeouts(timeouts).await
+    }
+
+    /// Re-reads everything from the kernel, recomputes every Service of
+    /// `cluster` and sends what differs.
+    pub async fn full_sync(&mut self, cluster: &ClusterState) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let mut report = SyncReport::new(SyncKind::Full);
+        self.links.ensure_dummy(KUBE_IPVS_INTERFACE).await?;
+        self.read_addresses().await?;
+        self.kernel = table::from_kernel(self.ipvs.table().await?);
+
+        self.services.clear();
+        self.desired.clear();
+        self.key_owner.clear();
+        self.wanted_addresses.clear();
+        let all: BTreeSet<ServiceRef> = cluster.services.keys().cloned().collect();
+        let forgotten: BTreeSet<ServiceRef> = self
+            .problems
+            .keys()
+            .filter(|service| !all.contains(*service))
+            .cloned()
+            .collect();
+        for service in forgotten {
+            self.problems.remove(&service);
+        }
+        for service in &all {
+            self.recompute(service, cluster);
+        }
+        report.services = all.len();
+
+        let keys: BTreeSet<IpvsServiceKey> = self
+            .desired
+            .keys()
+            .chain(self.kernel.keys())
+            .copied()
+            .collect();
+        self.draining.retain(|(key, _), _| keys.contains(key));
+        self.converge(keys, &mut report).await;
+        self.sync_addresses(&mut report).await?;
+        report.draining = self.draining.len();
+        report.duration = started.elapsed();
+        report.log();
+        Ok(report)
+    }
+
+    /// Recomputes `changed` Services of `cluster` (added, changed or
+    /// deleted) and sends what differs for their virtual servers only.
+    pub async fn sync_services(
+        &mut self,
+        cluster: &ClusterState,
+        changed: &BTreeSet<ServiceRef>,
+    ) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let mut report = SyncReport::new(SyncKind::Incremental);
+        let mut keys = BTreeSet::new();
+        for service in changed {
+            keys.extend(self.recompute(service, cluster));
+        }
+        report.services = changed.len();
+        self.converge(keys, &mut report).await;
+        self.sync_addresses(&mut report).await?;
+        report.draining = self.draining.len();
+        report.duration = started.elapsed();
+        report.log();
+        Ok(report)
+    }
+
+    /// Re-reads the virtual servers with draining real servers and deletes
+    /// those drained (or timed out).
+    pub async fn check_draining(&mut self) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let mut report = SyncReport::new(SyncKind::Drain);
+        let keys: BTreeSet<IpvsServiceKey> = self.draining.keys().map(|(key, _)| *key).collect();
+        if keys.is_empty() {
+            return Ok(report);
+        }
+        reread(&self.ipvs, &keys, &mut self.kernel).await?;
+        self.converge(keys, &mut report).await;
+        report.draining = self.draining.len();
+        report.duration = started.elapsed();
+        if report.sent.total() > 0 || report.failed > 0 {
+            report.log();
+        }
+        Ok(report)
+    }
+
+    /// Recomputes one Service into the desired table; returns the virtual
+    /// servers whose desired state may have changed (its old and new ones).
+    fn recompute(
+        &mut self,
+        service: &ServiceRef,
+        cluster: &ClusterState,
+    ) -> BTreeSet<IpvsServiceKey> {
+        let mut touched = BTreeSet::new();
+        if let Some(old) = self.services.remove(service) {
+            for key in old.table.keys() {
+                if self.key_owner.get(key) == Some(service) {
+                    self.key_owner.remove(key);
+                    self.desired.remove(key);
+                }
+                touched.insert(*key);
+            }
+            for address in &old.bound_addresses {
+                if let Some(count) = self.wanted_addresses.get_mut(address) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.wanted_addresses.remove(address);
+                    }
+                }
+            }
+        }
+        if !cluster.services.contains_key(service) {
+            self.problems.remove(service);
+            return touched;
+        }
+        let Some(mut new) = desired_for_service(service, cluster, &self.node, &self.settings)
+        else {
+            return touched;
+        };
+        if new.problems.is_empty() {
+            self.problems.remove(service);
+        } else {
+            if self.problems.get(service) != Some(&new.problems) {
+                for problem in &new.problems {
+                    warn!(service = %service, "skipped: {problem}");
+                }
+            }
+            self.problems.insert(service.clone(), new.problems.clone());
+        }
+        let mut conflicts = Vec::new();
+        new.table.retain(|key, _| match self.key_owner.get(key) {
+            Some(other) if other != service => {
+                conflicts.push((*key, other.clone()));
+                false
+            }
+            _ => true,
+        });
+        for (key, other) in conflicts {
+            warn!(service = %service, "virtual server {key} is already {other}'s; not programmed for this Service");
+        }
+        for (key, entry) in &new.table {
+            self.key_owner.insert(*key, service.clone());
+            self.desired.insert(*key, entry.clone());
+            touched.insert(*key);
+        }
+        for address in &new.bound_addresses {
+            *self.wanted_addresses.entry(*address).or_default() += 1;
+        }
+        self.services.insert(service.clone(), new);
+        touched
+    }
+
+    fn ownership(&self) -> Ownership {
+        let node_addresses = self
+            .node
+            .local_addresses
+            .iter()
+            .filter(|local| local.interface != KUBE_IPVS_INTERFACE)
+            .map(|local| local.address)
+            .collect();
+        Ownership {
+            bound_addresses: self
+                .bound_addresses
+                .iter()
+                .chain(self.wanted_addresses.keys())
+                .copied()
+                .collect(),
+            node_addresses,
+            node_port_range: Some(self.settings.node_port_range.clone()),
+            excluded: self.settings.exclude_cidrs.clone(),
+        }
+    }
+
+    /// Plans and applies the virtual servers `keys`, re-reading those the
+    /// kernel disagreed about and planning them again.
+    async fn converge(&mut self, mut keys: BTreeSet<IpvsServiceKey>, report: &mut SyncReport) {
+        let ownership = self.ownership();
+        let policy = DrainPolicy {
+            timeout: self.settings.drain_timeout,
+        };
+        for round in 0..=REREAD_ROUNDS {
+            if keys.is_empty() {
+                return;
+            }
+            let desired = restrict(&self.desired, &keys);
+            let kernel = restrict(&self.kernel, &keys);
+            let draining: Draining = self
+                .draining
+                .iter()
+                .filter(|((key, _), _)| keys.contains(key))
+                .map(|(entry, started)| (*entry, *started))
+                .collect();
+            let plan = plan_changes(
+                &desired,
+                &kernel,
+                &ownership,
+                &draining,
+                &policy,
+                Instant::now(),
+            );
+            self.draining.retain(|(key, _), _| !keys.contains(key));
+            self.draining.extend(plan.draining);
+            let batch = apply_batch(&self.ipvs, plan.operations, &mut self.kernel).await;
+            report.sent.add(&batch.sent);
+            for failed in &batch.failed {
+                warn!(error = %failed.error, "kernel refused: {}", failed.operation);
+            }
+            report.failed += batch.failed.len();
+            if batch.reread.is_empty() || round == REREAD_ROUNDS {
+                if !batch.reread.is_empty() {
+                    warn!(
+                        virtual_servers = batch.reread.len(),
+                        "the kernel still disagrees after {REREAD_ROUNDS} re-reads; the next sync retries"
+                    );
+                }
+                return;
+            }
+            debug!(
+                virtual_servers = batch.reread.len(),
+                "re-reading what the kernel disagreed about"
+            );
+            report.reread += batch.reread.len();
+            if let Err(error) = reread(&self.ipvs, &batch.reread, &mut self.kernel).await {
+                warn!(%error, "re-reading virtual servers failed; the next sync retries");
+                return;
+            }
+            keys = batch.reread;
+        }
+    }
+
+    async fn read_addresses(&mut self) -> Result<(), SyncError> {
+        let local: Vec<LocalAddress> = self.links.local_addresses().await?;
+        self.bound_addresses = local
+            .iter()
+            .filter(|address| address.interface == KUBE_IPVS_INTERFACE)
+            .map(|address| address.address)
+            .collect();
+        self.node.local_addresses = local;
+        Ok(())
+    }
+
+    async fn sync_addresses(&mut self, report: &mut SyncReport) -> Result<(), SyncError> {
+        let wanted: BTreeSet<IpAddr> = self.wanted_addresses.keys().copied().collect();
+        if wanted == self.bound_addresses {
+            return Ok(());
+        }
+        let changes = self
+            .links
+            .sync_addresses(KUBE_IPVS_INTERFACE, &wanted)
+            .await?;
+        report.addresses_added += changes.added.len();
+        report.addresses_removed += changes.removed.len();
+        self.bound_addresses = wanted;
+        Ok(())
+    }
+}
+
+/// The entries of `table` whose keys are in `keys`.
+fn restrict(table: &Table, keys: &BTreeSet<IpvsServiceKey>) -> Table {
+    keys.iter()
+        .filter_map(|key| table.get(key).map(|entry| (*key, entry.clone())))
+        .collect()
+}
