@@ -389,6 +389,26 @@ impl SyncEngine {
         let policy = DrainPolicy {
             timeout: self.settings.drain_timeout,
         };
+        // Real servers about to leave a TCP virtual server are drained only
+        // if they have connections: read their current counts first (the
+        // view's are from the last read).
+        let leaving: BTreeSet<IpvsServiceKey> = keys
+            .iter()
+            .filter(|key| is_tcp(key))
+            .filter(|key| match (self.desired.get(key), self.kernel.get(key)) {
+                (Some(wanted), Some(current)) => current
+                    .real_servers
+                    .keys()
+                    .any(|real| !wanted.real_servers.contains_key(real)),
+                _ => false,
+            })
+            .copied()
+            .collect();
+        if !leaving.is_empty() {
+            if let Err(error) = reread(&self.ipvs, &leaving, &mut self.kernel).await {
+                warn!(%error, "reading connection counts of leaving real servers");
+            }
+        }
         for round in 0..=REREAD_ROUNDS {
             if keys.is_empty() {
                 return;
@@ -471,4 +491,14 @@ fn restrict(table: &Table, keys: &BTreeSet<IpvsServiceKey>) -> Table {
     keys.iter()
         .filter_map(|key| table.get(key).map(|entry| (*key, entry.clone())))
         .collect()
+}
+
+fn is_tcp(key: &IpvsServiceKey) -> bool {
+    matches!(
+        key,
+        IpvsServiceKey::Inet {
+            protocol: netlink_ipvs::IpvsProtocol::Tcp,
+            ..
+        }
+    )
 }
