@@ -227,3 +227,69 @@ fn kernel_release() -> std::io::Result<String> {
         .trim()
         .to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(documents: &[serde_json::Value]) -> ClusterState {
+        let mut loaded = crate::manifests::LoadedManifests::default();
+        let text = documents
+            .iter()
+            .map(|document| serde_json::to_string(document).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        crate::manifests::load_text(Path::new("test.yaml"), &text, &mut loaded);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        loaded.cluster
+    }
+
+    fn service(name: &str, ip: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
+    }
+
+    fn slice(name: &str, service: &str, address: &str) -> serde_json::Value {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+               "addressType": "IPv4", "ports": [{"port": 8080}],
+               "endpoints": [{"addresses": [address]}]})
+    }
+
+    fn names(changed: BTreeSet<ServiceRef>) -> Vec<String> {
+        changed.into_iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn only_services_whose_objects_changed_are_recomputed() {
+        let before = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("c", "10.1.0.3"),
+            slice("a-1", "a", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert!(changed_services(&before, &before.clone()).is_empty());
+        let after = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("d", "10.1.0.4"),
+            slice("a-1", "a", "10.244.0.9"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert_eq!(
+            names(changed_services(&before, &after)),
+            vec!["a", "c", "d"],
+            "a's slice changed, c was deleted, d was added; b is untouched"
+        );
+        let moved = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("c", "10.1.0.3"),
+            slice("a-1", "b", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert_eq!(names(changed_services(&before, &moved)), vec!["a", "b"]);
+    }
+}

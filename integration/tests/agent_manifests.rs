@@ -154,8 +154,38 @@ fn hostname_service_round_robins_over_three_pods() {
     .collect();
     let client = Pod::create("client", "10.244.9.9");
     let manifests = example("hostname.yaml");
-    let mut agent = start_agent(&[&manifests], &[]);
+    for sysctl in ["net/ipv4/vs/conntrack", "net/ipv4/vs/expire_nodest_conn"] {
+        std::fs::write(format!("/proc/sys/{sysctl}"), "0\n").expect("reset a sysctl");
+    }
+    let mut agent = start_agent(
+        &[&manifests],
+        &[
+            "--ipvs-tcp-timeout",
+            "900s",
+            "--ipvs-tcpfin-timeout",
+            "60s",
+            "--ipvs-udp-timeout",
+            "5m",
+        ],
+    );
     let first = agent.wait_for_syncs(1, SYNC_TIMEOUT)[0].clone();
+    // kube-proxy's sysctls, the timeouts (SET_CONFIG) and a dummy, up
+    // kube-ipvs0, read back with the real tools.
+    for (sysctl, value) in [
+        ("net/ipv4/vs/conntrack", "1"),
+        ("net/ipv4/vs/expire_nodest_conn", "1"),
+        ("net/ipv4/vs/expire_quiescent_template", "1"),
+        ("net/ipv4/ip_forward", "1"),
+    ] {
+        let read = std::fs::read_to_string(format!("/proc/sys/{sysctl}")).expect("read sysctl");
+        assert_eq!(read.trim(), value, "{sysctl}");
+    }
+    assert_eq!(
+        ipvsadm(&["-Ln", "--timeout"]).trim(),
+        "Timeout (tcp tcpfin udp): 900 60 300"
+    );
+    let link = run(&["ip", "-d", "link", "show", "kube-ipvs0"]);
+    assert!(link.contains("dummy") && link.contains(",UP"), "{link}");
     assert_eq!(first.kind(), "full");
     assert_eq!(
         (first.count("add_service"), first.count("add_real_server")),
@@ -452,9 +482,58 @@ fn changes_converge_with_only_the_needed_messages() {
         "{restart:?}"
     );
 
+    // A race: someone creates the virtual server the agent is about to
+    // add. The kernel answers EEXIST; the agent re-reads it and edits it
+    // into shape instead of failing.
+    ipvsadm(&["-A", "-t", "10.1.0.60:80", "-s", "wlc"]);
+    ipvsadm(&[
+        "-a",
+        "-t",
+        "10.1.0.60:80",
+        "-r",
+        "10.244.6.1:8080",
+        "-m",
+        "-w",
+        "3",
+    ]);
+    write_manifest(
+        &dir,
+        "race.yaml",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: race, namespace: default}
+spec:
+  clusterIP: 10.1.0.60
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: race-1, namespace: default, labels: {kubernetes.io/service-name: race}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: ["10.244.6.1"]}]
+"#,
+    );
+    let race = agent.wait_for_syncs(2, SYNC_TIMEOUT)[1].clone();
+    assert_eq!(
+        (race.count("reread"), race.count("failed")),
+        (1, 0),
+        "EEXIST is a reason to re-read, not a failure: {race:?}"
+    );
+    assert_eq!(
+        saved_lines("-t 10.1.0.60:80"),
+        vec![
+            "-A -t 10.1.0.60:80 -s rr",
+            "-a -t 10.1.0.60:80 -r 10.244.6.1:8080 -m -w 1"
+        ]
+    );
+    std::fs::remove_file(dir.join("race.yaml")).expect("remove manifest");
+    agent.wait_for_syncs(3, SYNC_TIMEOUT);
+
     // Delete the Service: its virtual server and VIP go, nothing else.
     std::fs::remove_file(dir.join("web-service.yaml")).expect("remove manifest");
-    let sync = agent.wait_for_syncs(2, SYNC_TIMEOUT)[1].clone();
+    let sync = agent.wait_for_syncs(4, SYNC_TIMEOUT)[3].clone();
     assert_eq!(
         (sync.count("delete_service"), sync.writes()),
         (1, 1),
