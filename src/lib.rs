@@ -17,6 +17,8 @@
 //!   drain checks. Source-agnostic.
 //! - [`run`]: `ipvs-agent run --manifests`: the sync engine fed from files
 //!   it watches.
+//! - [`kubernetes`]: `ipvs-agent run` against an API server: kube-runtime
+//!   watchers feeding the same sync engine.
 //! - [`plan_output`]: what `ipvs-agent plan` prints (`ipvsadm -Sn` rules,
 //!   the `-Ln` table and `kube-ipvs0` addresses, JSON). Pure.
 //! - [`settings`]: the agent's settings and what it knows of its node.
@@ -26,6 +28,7 @@
 pub mod apply;
 pub mod desired;
 pub mod diff;
+pub mod kubernetes;
 pub mod manifests;
 pub mod plan_output;
 pub mod run;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use ipvs_agent::desired::desired_state;
+use ipvs_agent::kubernetes::{run_kubernetes, KubernetesOptions};
 use ipvs_agent::manifests::load_manifests;
 use ipvs_agent::plan_output::{render_json, render_save, render_text};
 use ipvs_agent::run::{run_manifests, RunOptions};
@@ -58,9 +59,6 @@ enum IpFamily {
 /// The settings `plan` and `run` share (kube-proxy's flag names).
 #[derive(Debug, Args)]
 struct SettingsArgs {
-    /// Manifest files (YAML, multi-document) or directories of them.
-    #[arg(long, num_args = 1.., required = true)]
-    manifests: Vec<PathBuf>,
     /// This node's name (endpoints with this nodeName are local).
     #[arg(long, alias = "hostname-override")]
     node_name: Option<String>,
@@ -90,6 +88,9 @@ struct SettingsArgs {
 
 #[derive(Debug, Args)]
 struct PlanArgs {
+    /// Manifest files (YAML, multi-document) or directories of them.
+    #[arg(long, num_args = 1.., required = true)]
+    manifests: Vec<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
     /// What to print.
@@ -99,6 +100,18 @@ struct PlanArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// Manifest files or directories to program from (watched for
+    /// changes). Without it the agent watches the Kubernetes API.
+    #[arg(long, num_args = 1..)]
+    manifests: Vec<PathBuf>,
+    /// Kubeconfig file (else $KUBECONFIG, ~/.kube/config, or the in-cluster
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Shortest time between two syncs driven by API events; events within
+    /// it are coalesced.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    ipvs_min_sync_period: Duration,
     #[command(flatten)]
     settings: SettingsArgs,
     /// Full resync period: re-read the kernel and repair drift.
@@ -203,7 +216,7 @@ fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
             })
             .collect(),
     };
-    let loaded = load_manifests(&args.settings.manifests)?;
+    let loaded = load_manifests(&args.manifests)?;
     let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
     let state = desired_state(&loaded.cluster, &node, &settings);
     problems.extend(state.problems().iter().map(ToString::to_string));
@@ -238,7 +251,7 @@ fn seconds(duration: Duration) -> u32 {
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args.settings)?;
     let options = RunOptions {
-        manifests: args.settings.manifests.clone(),
+        manifests: args.manifests.clone(),
         node_name: node_name(&args.settings)?,
         node_addresses: args.settings.node_ip.clone(),
         sync_period: args.ipvs_sync_period,
@@ -266,10 +279,36 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = terminate.recv() => {}
             }
         };
-        run_manifests(settings, options, shutdown).await?;
+        if options.manifests.is_empty() {
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            let kubernetes = KubernetesOptions {
+                min_sync_period: args.ipvs_min_sync_period,
+            };
+            run_kubernetes(client, settings, options, kubernetes, shutdown).await?;
+        } else {
+            run_manifests(settings, options, shutdown).await?;
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client from `--kubeconfig`, else as kubectl finds one ($KUBECONFIG,
+/// ~/.kube/config) or the in-cluster service account.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using --kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration: give --kubeconfig or --manifests, set KUBECONFIG, or run in a cluster")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 
 fn main() -> anyhow::Result<ExitCode> {

@@ -26,7 +26,8 @@ use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
 /// How `run` behaves, beside the desired-state settings.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Manifest files or directories.
+    /// Manifest files or directories (`run --manifests`; empty when the
+    /// objects come from an API server).
     pub manifests: Vec<PathBuf>,
     /// The node's name.
     pub node_name: String,
@@ -133,22 +134,21 @@ pub fn changed_services(old: &ClusterState, new: &ClusterState) -> BTreeSet<Serv
     changed
 }
 
-/// Runs until `shutdown` completes.
-pub async fn run_manifests(
-    settings: ProxySettings,
-    options: RunOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    let mut cluster = load(&options.manifests)?;
-    let mut seen = fingerprint(&options.manifests);
-
+/// Readies the node for the first sync: sets kube-proxy's sysctls, opens
+/// the IPVS and rtnetlink connections, sets the IPVS timeouts. Failures of
+/// sysctls and timeouts are logged, not fatal (as kube-proxy).
+pub async fn prepare_node(
+    settings: &ProxySettings,
+    options: &RunOptions,
+    primary_addresses: Vec<IpAddr>,
+) -> Result<SyncEngine, RunError> {
     let sysctl_settings = SysctlSettings {
         strict_arp: options.strict_arp,
     };
     match kernel_release() {
         Ok(release) => {
             let wanted = wanted_sysctls(&release, &sysctl_settings);
-            match apply_sysctls(std::path::Path::new("/proc/sys"), &wanted) {
+            match apply_sysctls(Path::new("/proc/sys"), &wanted) {
                 Ok(changed) => {
                     for (sysctl, value) in changed {
                         info!("set {sysctl} = {value}");
@@ -159,20 +159,32 @@ pub async fn run_manifests(
         }
         Err(error) => warn!(%error, "reading the kernel release; sysctls left as they are"),
     }
-
     let (connection, ipvs) = netlink_ipvs::new_connection()?;
     tokio::spawn(connection);
     let links = LinkManager::new()?;
-    let mut engine = SyncEngine::new(
+    let engine = SyncEngine::new(
         settings.clone(),
         options.node_name.clone(),
-        options.node_addresses.clone(),
+        primary_addresses,
         ipvs,
         links,
     );
     if let Err(error) = engine.set_timeouts(&options.timeouts).await {
         warn!(%error, "setting IPVS timeouts");
     }
+    Ok(engine)
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run_manifests(
+    settings: ProxySettings,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut cluster = load(&options.manifests)?;
+    let mut seen = fingerprint(&options.manifests);
+
+    let mut engine = prepare_node(&settings, &options, options.node_addresses.clone()).await?;
     engine.full_sync(&cluster).await?;
 
     let mut resync = tokio::time::interval(options.sync_period);

@@ -1,0 +1,446 @@
+//! `ipvs-agent run` against a Kubernetes API server, as kube-proxy runs.
+//!
+//! Three kube-runtime watchers (Services and EndpointSlices in every
+//! namespace, and the agent's own Node), each with the default backoff and
+//! managedFields stripped, feed one [`ClusterState`] (the agent's store:
+//! the objects, with slices indexed by Service).
+//!
+//! - No sync until Services and EndpointSlices have both been listed
+//!   (syncing on half a view would delete good state). Then a full sync.
+//! - Then incremental: each event marks the Services it touches; after the
+//!   coalescing window (`--ipvs-min-sync-period` since the last sync) only
+//!   those are recomputed and diffed. A full resync runs every
+//!   `--ipvs-sync-period`.
+//! - A relist (a restarted watch, a 410 Gone) replaces that kind's objects
+//!   as a whole once complete and marks only the Services whose objects
+//!   differ, so an unchanged relist sends nothing.
+//! - If the API server goes away or cuts the streams, the watchers retry
+//!   with backoff and the kernel table stays exactly as it is.
+//! - Each incremental sync logs the time from the first event it covers
+//!   to the kernel's last ACK (`event_to_ack_ms`, kube-proxy's network
+//!   programming latency measured from the agent's receipt of the event).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::desired::{ClusterState, ServiceRef};
+use crate::run::{prepare_node, RunError, RunOptions};
+use crate::settings::ProxySettings;
+use crate::sync::SyncEngine;
+
+/// How `run` behaves against an API server, beside [`RunOptions`].
+#[derive(Debug, Clone)]
+pub struct KubernetesOptions {
+    /// Shortest time between two incremental syncs
+    /// (`--ipvs-min-sync-period`): events within it are coalesced.
+    pub min_sync_period: Duration,
+}
+
+/// One event from one of the watchers.
+// Each event is moved once through a channel; boxing the larger variants
+// would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Change {
+    Service(Event<Service>),
+    Slice(Event<EndpointSlice>),
+    Node(Event<Node>),
+}
+
+/// Objects of one kind received during a relist, applied when complete.
+#[derive(Debug, Default)]
+struct Relist<K> {
+    items: Option<Vec<K>>,
+}
+
+impl<K> Relist<K> {
+    fn start(&mut self) {
+        self.items = Some(Vec::new());
+    }
+
+    fn push(&mut self, item: K) {
+        self.items.get_or_insert_with(Vec::new).push(item);
+    }
+
+    fn finish(&mut self) -> Vec<K> {
+        self.items.take().unwrap_or_default()
+    }
+}
+
+/// The cluster state as the watchers see it, and what changed.
+#[derive(Debug, Default)]
+struct Store {
+    cluster: ClusterState,
+    services_listed: bool,
+    slices_listed: bool,
+    service_relist: Relist<Service>,
+    slice_relist: Relist<EndpointSlice>,
+    node_addresses: Vec<IpAddr>,
+}
+
+impl Store {
+    /// Applies one event; returns the Services it may change.
+    fn apply(&mut self, change: Change) -> BTreeSet<ServiceRef> {
+        let mut touched = BTreeSet::new();
+        match change {
+            Change::Service(event) => match event {
+                Event::Init => self.service_relist.start(),
+                Event::InitApply(service) => self.service_relist.push(service),
+                Event::InitDone => {
+                    let listed: BTreeMap<ServiceRef, Service> = self
+                        .service_relist
+                        .finish()
+                        .into_iter()
+                        .map(|service| (ServiceRef::of(&service.metadata), service))
+                        .collect();
+                    for (name, old) in &self.cluster.services {
+                        if listed.get(name) != Some(old) {
+                            touched.insert(name.clone());
+                        }
+                    }
+                    for (name, new) in &listed {
+                        if self.cluster.services.get(name) != Some(new) {
+                            touched.insert(name.clone());
+                        }
+                    }
+                    self.cluster.services = listed;
+                    self.services_listed = true;
+                }
+                Event::Apply(service) => {
+                    let name = ServiceRef::of(&service.metadata);
+                    if self.cluster.services.get(&name) != Some(&service) {
+                        touched.insert(name);
+                        self.cluster.insert_service(service);
+                    }
+                }
+                Event::Delete(service) => {
+                    let name = ServiceRef::of(&service.metadata);
+                    if self.cluster.remove_service(&name).is_some() {
+                        touched.insert(name);
+                    }
+                }
+            },
+            Change::Slice(event) => match event {
+                Event::Init => self.slice_relist.start(),
+                Event::InitApply(slice) => self.slice_relist.push(slice),
+                Event::InitDone => {
+                    let listed: BTreeMap<ServiceRef, EndpointSlice> = self
+                        .slice_relist
+                        .finish()
+                        .into_iter()
+                        .map(|slice| (ServiceRef::of(&slice.metadata), slice))
+                        .collect();
+                    let stale: Vec<ServiceRef> = self
+                        .cluster
+                        .endpoint_slices
+                        .keys()
+                        .filter(|name| !listed.contains_key(*name))
+                        .cloned()
+                        .collect();
+                    for name in stale {
+                        touched.extend(self.cluster.remove_slice(&name));
+                    }
+                    for (name, slice) in listed {
+                        if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                            touched.extend(self.cluster.insert_slice(slice));
+                        }
+                    }
+                    self.slices_listed = true;
+                }
+                Event::Apply(slice) => {
+                    let name = ServiceRef::of(&slice.metadata);
+                    if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                        touched.extend(self.cluster.insert_slice(slice));
+                    }
+                }
+                Event::Delete(slice) => {
+                    touched.extend(self.cluster.remove_slice(&ServiceRef::of(&slice.metadata)));
+                }
+            },
+            Change::Node(event) => {
+                if let Event::Apply(node) | Event::InitApply(node) = event {
+                    self.node_addresses = node_internal_addresses(&node);
+                }
+            }
+        }
+        touched
+    }
+
+    fn ready(&self) -> bool {
+        self.services_listed && self.slices_listed
+    }
+}
+
+/// The InternalIP addresses of a Node (its primary addresses).
+fn node_internal_addresses(node: &Node) -> Vec<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|address| address.type_ == "InternalIP")
+        .filter_map(|address| address.address.parse().ok())
+        .collect()
+}
+
+fn spawn_watcher<K, F>(api: Api<K>, config: watcher::Config, wrap: F, sender: mpsc::Sender<Change>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Event<K>) -> Change + Send + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, config)
+            .default_backoff()
+            .modify(|object: &mut K| object.managed_fields_mut().clear())
+            .boxed();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => {
+                    if sender.send(wrap(event)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is")
+                }
+            }
+        }
+    });
+}
+
+/// Runs against the API server `client` until `shutdown` completes.
+pub async fn run_kubernetes(
+    client: Client,
+    settings: ProxySettings,
+    options: RunOptions,
+    kubernetes: KubernetesOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let (sender, mut changes) = mpsc::channel::<Change>(4096);
+    spawn_watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        Change::Service,
+        sender.clone(),
+    );
+    spawn_watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+        Change::Slice,
+        sender.clone(),
+    );
+    spawn_watcher(
+        Api::<Node>::all(client),
+        watcher::Config::default().fields(&format!("metadata.name={}", options.node_name)),
+        Change::Node,
+        sender,
+    );
+
+    let mut store = Store::default();
+    let mut engine: Option<SyncEngine> = None;
+    let mut dirty: BTreeSet<ServiceRef> = BTreeSet::new();
+    let mut first_event: Option<Instant> = None;
+    let mut last_sync = Instant::now();
+    let mut resync = tokio::time::interval(options.sync_period);
+    resync.reset();
+    let mut drain = tokio::time::interval(options.drain_check_interval);
+    tokio::pin!(shutdown);
+    info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
+    loop {
+        let coalesce = if dirty.is_empty() || engine.is_none() {
+            Duration::from_secs(3600)
+        } else {
+            kubernetes
+                .min_sync_period
+                .saturating_sub(last_sync.elapsed())
+        };
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down; the kernel table is left as it is");
+                return Ok(());
+            }
+            change = changes.recv() => {
+                let Some(change) = change else { return Ok(()) };
+                let touched = store.apply(change);
+                if !touched.is_empty() {
+                    first_event.get_or_insert_with(Instant::now);
+                    dirty.extend(touched);
+                }
+                if engine.is_none() && store.ready() {
+                    let primary = if options.node_addresses.is_empty() {
+                        store.node_addresses.clone()
+                    } else {
+                        options.node_addresses.clone()
+                    };
+                    let mut new_engine = prepare_node(&settings, &options, primary).await?;
+                    new_engine.full_sync(&store.cluster).await?;
+                    engine = Some(new_engine);
+                    dirty.clear();
+                    first_event = None;
+                    last_sync = Instant::now();
+                }
+            }
+            _ = tokio::time::sleep(coalesce), if engine.is_some() && !dirty.is_empty() => {
+                let Some(engine) = engine.as_mut() else { continue };
+                let services = std::mem::take(&mut dirty);
+                let started = first_event.take();
+                match engine.sync_services(&store.cluster, &services).await {
+                    Ok(_) => {
+                        if let Some(started) = started {
+                            info!(
+                                services = services.len(),
+                                event_to_ack_ms = started.elapsed().as_secs_f64() * 1e3,
+                                "network programmed"
+                            );
+                        }
+                    }
+                    Err(error) => warn!(%error, "sync failed; the next resync retries"),
+                }
+                last_sync = Instant::now();
+            }
+            _ = resync.tick(), if engine.is_some() => {
+                if let Some(engine) = engine.as_mut() {
+                    if let Err(error) = engine.full_sync(&store.cluster).await {
+                        warn!(%error, "full resync failed; retrying at the next period");
+                    }
+                    dirty.clear();
+                    first_event = None;
+                    last_sync = Instant::now();
+                }
+            }
+            _ = drain.tick(), if engine.as_ref().is_some_and(SyncEngine::has_draining) => {
+                if let Some(engine) = engine.as_mut() {
+                    if let Err(error) = engine.check_draining().await {
+                        warn!(%error, "checking draining real servers");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(name: &str, ip: &str) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}))
+        .unwrap()
+    }
+
+    fn slice(name: &str, service: &str, address: &str) -> EndpointSlice {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+                "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"port": 8080}],
+            "endpoints": [{"addresses": [address]}]}))
+        .unwrap()
+    }
+
+    fn names(touched: BTreeSet<ServiceRef>) -> Vec<String> {
+        touched.into_iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn ready_only_after_both_lists_and_relists_touch_only_what_differs() {
+        let mut store = Store::default();
+        store.apply(Change::Service(Event::Init));
+        store.apply(Change::Service(Event::InitApply(service("a", "10.1.0.1"))));
+        store.apply(Change::Service(Event::InitApply(service("b", "10.1.0.2"))));
+        assert_eq!(
+            names(store.apply(Change::Service(Event::InitDone))),
+            vec!["a", "b"]
+        );
+        assert!(!store.ready(), "slices not listed yet");
+        store.apply(Change::Slice(Event::Init));
+        store.apply(Change::Slice(Event::InitApply(slice(
+            "a-1",
+            "a",
+            "10.244.0.1",
+        ))));
+        assert_eq!(
+            names(store.apply(Change::Slice(Event::InitDone))),
+            vec!["a"]
+        );
+        assert!(store.ready());
+
+        // A relist with the same objects touches nothing.
+        store.apply(Change::Service(Event::Init));
+        store.apply(Change::Service(Event::InitApply(service("a", "10.1.0.1"))));
+        store.apply(Change::Service(Event::InitApply(service("b", "10.1.0.2"))));
+        assert!(store.apply(Change::Service(Event::InitDone)).is_empty());
+
+        // A relist that lost an object and changed another.
+        store.apply(Change::Slice(Event::Init));
+        store.apply(Change::Slice(Event::InitApply(slice(
+            "b-1",
+            "b",
+            "10.244.0.2",
+        ))));
+        assert_eq!(
+            names(store.apply(Change::Slice(Event::InitDone))),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            store
+                .cluster
+                .slices_of(&ServiceRef::new("default", "a"))
+                .count(),
+            0
+        );
+
+        // Events.
+        assert_eq!(
+            names(store.apply(Change::Slice(Event::Apply(slice("b-1", "b", "10.244.0.3"))))),
+            vec!["b"]
+        );
+        assert!(
+            store
+                .apply(Change::Slice(Event::Apply(slice("b-1", "b", "10.244.0.3"))))
+                .is_empty(),
+            "an unchanged object touches nothing"
+        );
+        assert_eq!(
+            names(store.apply(Change::Service(Event::Delete(service("a", "10.1.0.1"))))),
+            vec!["a"]
+        );
+    }
+
+    #[test]
+    fn node_internal_addresses_are_its_primary_addresses() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "node1"},
+        "status": {"addresses": [
+            {"type": "Hostname", "address": "node1"},
+            {"type": "InternalIP", "address": "192.168.122.10"},
+            {"type": "ExternalIP", "address": "203.0.113.9"},
+            {"type": "InternalIP", "address": "fd00::10"},
+        ]}}))
+        .unwrap();
+        assert_eq!(
+            node_internal_addresses(&node),
+            vec![
+                "192.168.122.10".parse::<IpAddr>().unwrap(),
+                "fd00::10".parse().unwrap()
+            ]
+        );
+    }
+}
