@@ -1,0 +1,273 @@
+//! The stand-in, driven by the real kube-rs client and kube-runtime
+//! watcher: what the agent will see.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+struct Standin {
+    child: Child,
+    url: String,
+}
+
+impl Standin {
+    fn start() -> Standin {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-standin"))
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kube-standin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("a listening line")
+            .to_owned();
+        Standin {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    fn client(&self) -> Client {
+        let config = Config::new(self.url.parse().expect("a URL"));
+        Client::try_from(config).expect("a client")
+    }
+
+    fn control(&self, path: &str) {
+        let status = Command::new("curl")
+            .args(["-sf", "-X", "POST", &format!("{}/standin/{path}", self.url)])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run curl");
+        assert!(status.success(), "control {path}");
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn service(name: &str, ip: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80}]},
+    }))
+    .unwrap()
+}
+
+/// The next event that is not a bookmark-free no-op, within 10 s.
+async fn next<K>(
+    stream: &mut (impl Stream<Item = Result<Event<K>, watcher::Error>> + Unpin),
+) -> Event<K> {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(event)) => return event,
+                Some(Err(_)) => continue, // retried with backoff
+                None => panic!("the watch stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("an event within 20 s")
+}
+
+fn name_of<K: kube::Resource>(event: &Event<K>) -> String {
+    match event {
+        Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
+            object.meta().name.clone().unwrap_or_default()
+        }
+        Event::Init => "<init>".into(),
+        Event::InitDone => "<init-done>".into(),
+    }
+}
+
+#[tokio::test]
+async fn crud_through_the_real_client() {
+    let standin = Standin::start();
+    let services: Api<Service> = Api::namespaced(standin.client(), "default");
+    let created = services
+        .create(&PostParams::default(), &service("web", "10.96.0.10"))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.resource_version.as_deref(), Some("1"));
+    assert!(created.metadata.uid.is_some());
+    let duplicate = services
+        .create(&PostParams::default(), &service("web", "10.96.0.10"))
+        .await
+        .expect_err("a second create conflicts");
+    assert!(
+        duplicate.to_string().contains("AlreadyExists"),
+        "{duplicate}"
+    );
+    services
+        .create(&PostParams::default(), &service("db", "10.96.0.11"))
+        .await
+        .expect("create");
+    let listed = services
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.metadata.resource_version.as_deref(), Some("2"));
+    let patched = services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"sessionAffinity": "ClientIP"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        patched.spec.unwrap().session_affinity.as_deref(),
+        Some("ClientIP")
+    );
+    let mut stale = created.clone();
+    stale.spec.as_mut().unwrap().external_ips = Some(vec!["203.0.113.1".into()]);
+    let conflict = services
+        .replace("web", &PostParams::default(), &stale)
+        .await
+        .expect_err("a stale resourceVersion conflicts");
+    assert!(conflict.to_string().contains("Conflict"), "{conflict}");
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let missing = services.get("web").await.expect_err("gone");
+    assert!(missing.to_string().contains("NotFound"), "{missing}");
+    let all: Api<Service> = Api::all(standin.client());
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn watcher_lists_follows_resumes_and_relists() {
+    let standin = Standin::start();
+    let client = standin.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(&PostParams::default(), &service("a", "10.96.0.1"))
+        .await
+        .unwrap();
+    let mut stream = watcher::watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(name_of(&next(&mut stream).await));
+    }
+    assert_eq!(names, vec!["<init>", "a", "<init-done>"]);
+
+    services
+        .create(&PostParams::default(), &service("b", "10.96.0.2"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next(&mut stream).await, Event::Apply(s) if s.metadata.name.as_deref() == Some("b"))
+    );
+
+    // Cut the watch: the watcher resumes from its version and sees the next change.
+    standin.control("drop-watches");
+    services
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let event = next(&mut stream).await;
+    assert!(
+        matches!(&event, Event::Delete(s) if s.metadata.name.as_deref() == Some("a")),
+        "{:?}",
+        name_of(&event)
+    );
+
+    // Down, changes made meanwhile, history compacted: 410 Gone, relist.
+    standin.control("down?seconds=2");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    standin.control("compact");
+    let mut seen = Vec::new();
+    // The change happens while down (made by a separate path: the API
+    // answers 503 then). Wait for the stand-in to come back, then change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    services
+        .create(&PostParams::default(), &service("c", "10.96.0.3"))
+        .await
+        .unwrap();
+    loop {
+        let event = next(&mut stream).await;
+        seen.push(name_of(&event));
+        if seen.iter().any(|n| n == "c")
+            && (seen.contains(&"<init-done>".to_owned()) || matches!(event, Event::Apply(_)))
+        {
+            break;
+        }
+    }
+    assert!(seen.contains(&"c".to_owned()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn expired_versions_get_410_and_the_watcher_relists() {
+    let standin = Standin::start();
+    let client = standin.client();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice = |name: &str, address: &str| -> EndpointSlice {
+        serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [address]}],
+        }))
+        .unwrap()
+    };
+    slices
+        .create(&PostParams::default(), &slice("web-1", "10.244.0.1"))
+        .await
+        .unwrap();
+    let mut stream = watcher::watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    for _ in 0..3 {
+        next(&mut stream).await;
+    }
+    // Changes while the watch is cut, then history forgotten: resuming
+    // from the old version is 410 Expired, and the watcher lists again.
+    standin.control("down?seconds=1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    slices
+        .create(&PostParams::default(), &slice("web-2", "10.244.0.2"))
+        .await
+        .unwrap();
+    standin.control("compact");
+    standin.control("drop-watches");
+    let mut seen = Vec::new();
+    while !seen.contains(&"<init-done>".to_owned()) {
+        seen.push(name_of(&next(&mut stream).await));
+    }
+    assert!(seen.contains(&"<init>".to_owned()), "a relist: {seen:?}");
+    assert!(
+        seen.contains(&"web-1".to_owned()) && seen.contains(&"web-2".to_owned()),
+        "{seen:?}"
+    );
+}
