@@ -194,8 +194,12 @@ fn node_internal_addresses(node: &Node) -> Vec<IpAddr> {
         .collect()
 }
 
-fn spawn_watcher<K, F>(api: Api<K>, config: watcher::Config, wrap: F, sender: mpsc::Sender<Change>)
-where
+fn spawn_watcher<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: F,
+    sender: mpsc::Sender<(Instant, Change)>,
+) where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
@@ -214,7 +218,9 @@ where
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {
-                    if sender.send(wrap(event)).await.is_err() {
+                    // Stamped on receipt, so time spent queued behind a
+                    // sync counts in the event-to-ACK time.
+                    if sender.send((Instant::now(), wrap(event))).await.is_err() {
                         return;
                     }
                 }
@@ -234,7 +240,7 @@ pub async fn run_kubernetes(
     kubernetes: KubernetesOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (sender, mut changes) = mpsc::channel::<Change>(4096);
+    let (sender, mut changes) = mpsc::channel::<(Instant, Change)>(4096);
     spawn_watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -278,10 +284,10 @@ pub async fn run_kubernetes(
                 return Ok(());
             }
             change = changes.recv() => {
-                let Some(change) = change else { return Ok(()) };
+                let Some((received, change)) = change else { return Ok(()) };
                 let touched = store.apply(change);
                 if !touched.is_empty() {
-                    first_event.get_or_insert_with(Instant::now);
+                    first_event.get_or_insert(received);
                     dirty.extend(touched);
                 }
                 if engine.is_none() && store.ready() {

@@ -10,21 +10,27 @@ use std::time::{Duration, Instant};
 
 static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
 
-/// The `ipvs-agent` binary built beside the test binaries
-/// (`target/<profile>/ipvs-agent`; guest-tests.sh builds it).
-pub fn agent_binary() -> PathBuf {
+/// A workspace binary built beside the test binaries
+/// (`target/<profile>/NAME`; guest-tests.sh builds them): fails the test,
+/// naming the package to build, when it is missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("the test binary's path");
     let profile_dir = test_binary
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test binaries live in target/<profile>/deps");
-    let binary = profile_dir.join("ipvs-agent");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: build it first (cargo build -p ipvs-agent)",
+        "{} is missing: build it first (cargo build -p {name} --bins)",
         binary.display()
     );
     binary
+}
+
+/// The `ipvs-agent` binary built beside the test binaries.
+pub fn agent_binary() -> PathBuf {
+    workspace_binary("ipvs-agent")
 }
 
 /// One `synced` log line: its fields (`kind`, `writes`, `add_service`, ...).

@@ -9,7 +9,9 @@ use std::process::Command;
 
 pub mod agent;
 pub mod capture;
+pub mod node;
 pub mod pods;
+pub mod standin;
 
 use netlink_ipvs::{new_connection, IpvsHandle};
 

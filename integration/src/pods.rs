@@ -133,7 +133,9 @@ impl Pod {
             "169.254.1.1",
         ]);
         run(&["ip", "link", "set", &veth, "up"]);
-        run(&["ip", "route", "add", &host, "dev", &veth]);
+        // `replace`: a pod of the same address left by a failed test may
+        // still hold a route.
+        run(&["ip", "route", "replace", &host, "dev", &veth]);
         run(&["sysctl", "-q", &format!("net.ipv4.conf.{veth}.proxy_arp=1")]);
         Pod {
             name: name.to_owned(),

@@ -9,15 +9,16 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use integration::agent::Agent;
 use integration::capture::NetlinkCapture;
-use integration::pods::{prepare_node, run, Pod};
-use integration::{clear_table, ipvs_family_id, ipvsadm, require_guest};
+use integration::node::{
+    fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, NODE_ARGS, NODE_IP,
+};
+use integration::pods::{run, Pod};
+use integration::{ipvs_family_id, ipvsadm};
 
-const NODE_IP: &str = "192.168.122.10";
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -48,90 +49,13 @@ fn write_manifest(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&staging, dir.join(name)).expect("rename manifest");
 }
 
-/// Clean kernel state and the node's address.
-fn fresh_node() {
-    require_guest();
-    clear_table();
-    let _ = Command::new("ip")
-        .args(["link", "del", "kube-ipvs0"])
-        .output();
-    let _ = Command::new("ip").args(["link", "del", "node0"]).output();
-    run(&["ip", "link", "add", "node0", "type", "dummy"]);
-    run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{NODE_IP}/24"),
-        "dev",
-        "node0",
-    ]);
-    run(&["ip", "link", "set", "node0", "up"]);
-    prepare_node();
-}
-
 fn start_agent(manifests: &[&Path], extra: &[&str]) -> Agent {
     let mut args: Vec<String> = vec!["run".into(), "--manifests".into()];
     args.extend(manifests.iter().map(|p| p.display().to_string()));
-    args.extend(
-        [
-            "--node-name",
-            "node1",
-            "--node-ip",
-            NODE_IP,
-            "--nodeport-addresses",
-            "192.168.122.0/24",
-        ]
-        .map(String::from),
-    );
+    args.extend(NODE_ARGS.map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     Agent::start(&refs)
-}
-
-fn kube_ipvs0_addresses() -> BTreeSet<String> {
-    run(&["ip", "-o", "addr", "show", "dev", "kube-ipvs0"])
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == "inet" || *w == "inet6")?;
-            words.next().map(str::to_owned)
-        })
-        .collect()
-}
-
-/// `ipvsadm -Sn` lines for one virtual server ("-t 10.1.115.75:80").
-fn saved_lines(service: &str) -> Vec<String> {
-    ipvsadm(&["-Sn"])
-        .lines()
-        .filter(|line| line.contains(&format!("{service} ")))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn plan_save(manifests: &[&Path], extra: &[&str]) -> String {
-    let mut command = Command::new(integration::agent::agent_binary());
-    command
-        .arg("plan")
-        .arg("--manifests")
-        .args(manifests)
-        .args([
-            "--node-name",
-            "node1",
-            "--node-ip",
-            NODE_IP,
-            "--nodeport-addresses",
-            "192.168.122.0/24",
-            "--output",
-            "save",
-        ]);
-    command.args(extra);
-    let output = command.output().expect("run ipvs-agent plan");
-    assert!(
-        output.status.success(),
-        "plan failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 /// The hostname example: three pods behind the ClusterIP answer in

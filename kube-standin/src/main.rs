@@ -29,7 +29,10 @@
 //! `/standin/drop-watches` (cuts every open watch stream),
 //! `/standin/compact` (forgets the history: older versions get 410),
 //! `/standin/down?seconds=N` (cuts the watches and answers every API
-//! request with 503 for N seconds, then serves the same state again).
+//! request with 503 for N seconds, then serves the same state again),
+//! `/standin/load` (creates every object of the multi-document YAML body
+//! at once, as `--load` does at start), `/standin/revision` (the current
+//! resourceVersion).
 //!
 //! Not covered: authentication and authorization, admission and
 //! validation beyond JSON shape, defaulting, server-side apply, field
@@ -418,7 +421,7 @@ async fn handle(
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
     if let Some(control) = path.strip_prefix("/standin/") {
-        return handle_control(&app, control, &query);
+        return handle_control(&app, control, &query, &body);
     }
     if app.is_down() {
         return status(
@@ -761,8 +764,20 @@ where
     tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
-fn handle_control(app: &App, control: &str, query: &HashMap<String, String>) -> Response {
+fn handle_control(
+    app: &App,
+    control: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Response {
     match control {
+        "load" => {
+            let text = String::from_utf8_lossy(body);
+            match load_text(app, &text) {
+                Ok(count) => (StatusCode::OK, format!("loaded {count} objects\n")).into_response(),
+                Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+            }
+        }
         "drop-watches" => {
             app.cuts.send_modify(|generation| *generation += 1);
             (StatusCode::OK, "watches cut\n").into_response()
@@ -806,16 +821,27 @@ struct Cli {
 }
 
 fn load(app: &App, path: &PathBuf) -> Result<usize, String> {
-    use serde::Deserialize;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    load_text(app, &text).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Creates every object of a multi-document YAML text (kinds the stand-in
+/// does not serve are skipped); stops at the first that cannot be created.
+fn load_text(app: &App, text: &str) -> Result<usize, String> {
+    use serde::Deserialize;
     let mut count = 0;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(document).map_err(|e| format!("document {index}: {e}"))?;
         let Some(resource) = value["kind"].as_str().and_then(Resource::from_kind) else {
             continue;
         };
-        app.create(resource, None, value)
-            .map_err(|_| format!("{}: could not create an object", path.display()))?;
+        let name = format!("{}/{}", object_namespace(&value), object_name(&value));
+        app.create(resource, None, value).map_err(|_| {
+            format!(
+                "document {index}: could not create {} {name} (it exists, or has no name)",
+                resource.kind()
+            )
+        })?;
         count += 1;
     }
     Ok(count)
@@ -847,7 +873,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))?;
     }
     println!("listening on {address}");
-    let router = axum::Router::new().fallback(handle).with_state(app);
+    // Bodies up to 64 MiB (a real API server takes 3 MiB per object; the
+    // bulk `/standin/load` control needs more).
+    let router = axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,113 @@
+//! The node the end-to-end agent tests run on: its address
+//! (`192.168.122.10/24` on a dummy `node0`), a clean IPVS table and no
+//! `kube-ipvs0` at the start of each test, and ways to look at what the
+//! agent made (addresses on `kube-ipvs0`, `ipvsadm -Sn` lines, `plan`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::pods::{prepare_node, run};
+use crate::{clear_table, ipvsadm, require_guest};
+
+/// The node's own address (a NodePort address).
+pub const NODE_IP: &str = "192.168.122.10";
+
+/// The arguments every test gives `ipvs-agent run` / `plan` for this node.
+pub const NODE_ARGS: [&str; 6] = [
+    "--node-name",
+    "node1",
+    "--node-ip",
+    NODE_IP,
+    "--nodeport-addresses",
+    "192.168.122.0/24",
+];
+
+/// Clean kernel state and the node's address.
+pub fn fresh_node() {
+    require_guest();
+    clear_table();
+    let _ = Command::new("ip")
+        .args(["link", "del", "kube-ipvs0"])
+        .output();
+    let _ = Command::new("ip").args(["link", "del", "node0"]).output();
+    run(&["ip", "link", "add", "node0", "type", "dummy"]);
+    run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{NODE_IP}/24"),
+        "dev",
+        "node0",
+    ]);
+    run(&["ip", "link", "set", "node0", "up"]);
+    prepare_node();
+}
+
+/// The addresses on `kube-ipvs0` (`10.1.115.75/32`, ...); empty when the
+/// link does not exist.
+pub fn kube_ipvs0_addresses() -> BTreeSet<String> {
+    let output = Command::new("ip")
+        .args(["-o", "addr", "show", "dev", "kube-ipvs0"])
+        .output()
+        .expect("run ip addr show");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            words.next().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// `ipvsadm -Sn` lines for one virtual server ("-t 10.1.115.75:80").
+pub fn saved_lines(service: &str) -> Vec<String> {
+    ipvsadm(&["-Sn"])
+        .lines()
+        .filter(|line| line.contains(&format!("{service} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `ipvs-agent plan --output save` of these manifests for this node.
+pub fn plan_save(manifests: &[&Path], extra: &[&str]) -> String {
+    let mut command = Command::new(crate::agent::agent_binary());
+    command
+        .arg("plan")
+        .arg("--manifests")
+        .args(manifests)
+        .args(NODE_ARGS)
+        .args(["--output", "save"]);
+    command.args(extra);
+    let output = command.output().expect("run ipvs-agent plan");
+    assert!(
+        output.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; fails the test with
+/// `what` and the last value seen (from `describe`) after `timeout`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; now:\n{}",
+            describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
