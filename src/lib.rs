@@ -21,10 +21,13 @@
 //!   watchers feeding the same sync engine.
 //! - [`plan_output`]: what `ipvs-agent plan` prints (`ipvsadm -Sn` rules,
 //!   the `-Ln` table and `kube-ipvs0` addresses, JSON). Pure.
+//! - [`admin`]: `ipvs-agent list` (the kernel's table as ipvsadm prints
+//!   it) and `ipvs-agent cleanup` (removes only what the agent owns).
 //! - [`settings`]: the agent's settings and what it knows of its node.
 //! - [`system`]: the `kube-ipvs0` link and node addresses (rtnetlink) and
 //!   the sysctls kube-proxy sets.
 
+pub mod admin;
 pub mod apply;
 pub mod desired;
 pub mod diff;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
+use ipvs_agent::admin::{cleanup, list_kernel, ListFormat};
 use ipvs_agent::desired::desired_state;
 use ipvs_agent::kubernetes::{run_kubernetes, KubernetesOptions};
 use ipvs_agent::manifests::load_manifests;
@@ -18,6 +19,7 @@ use ipvs_agent::run::{run_manifests, RunOptions};
 use ipvs_agent::settings::{
     parse_duration, IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings,
 };
+use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
 
 /// Programs IPVS for Kubernetes Services on this node (a kube-proxy IPVS
@@ -25,8 +27,17 @@ use netlink_ipvs::IpvsTimeouts;
 #[derive(Debug, Parser)]
 #[command(name = "ipvs-agent", version)]
 struct Cli {
+    /// Log lines as human-readable text or as JSON objects (one a line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +48,37 @@ enum Command {
     /// Programs the kernel from the manifests and keeps it in sync when
     /// they change.
     Run(RunArgs),
+    /// Prints the kernel's IPVS table exactly as `ipvsadm -Ln` (or `-Sn`)
+    /// would.
+    List(ListArgs),
+    /// Removes what the agent owns (its virtual servers and kube-ipvs0),
+    /// never another tool's virtual servers.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Numeric output (always: accepted for ipvsadm's muscle memory).
+    #[arg(short = 'n', long)]
+    numeric: bool,
+    /// Connection, packet and byte counters (`ipvsadm -Ln --stats`).
+    #[arg(long)]
+    stats: bool,
+    /// Rates per second (`ipvsadm -Ln --rate`).
+    #[arg(long)]
+    rate: bool,
+    /// Counters unscaled (`--exact`).
+    #[arg(long)]
+    exact: bool,
+    /// The rules, as `ipvsadm -Sn` prints them.
+    #[arg(short = 'S', long)]
+    save: bool,
+}
+
+#[derive(Debug, Args)]
+struct CleanupArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,6 +177,10 @@ struct RunArgs {
     /// Set arp_ignore=1 and arp_announce=2 (needed with MetalLB in L2 mode).
     #[arg(long)]
     ipvs_strict_arp: bool,
+    /// Remove what the agent owns and exit (kube-proxy's `--cleanup`; the
+    /// same as `ipvs-agent cleanup`).
+    #[arg(long)]
+    cleanup: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -248,8 +294,54 @@ fn seconds(duration: Duration) -> u32 {
     u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let format = if args.save {
+        ListFormat::Save
+    } else {
+        ListFormat::Table(IpvsListOptions {
+            stats: args.stats,
+            rate: args.rate,
+            exact: args.exact,
+            ..IpvsListOptions::default()
+        })
+    };
+    let text = runtime()?
+        .block_on(list_kernel(format))
+        .context("reading the kernel's IPVS table")?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cleanup_owned(settings: &ProxySettings) -> anyhow::Result<ExitCode> {
+    let report = runtime()?
+        .block_on(cleanup(settings))
+        .context("cleaning up")?;
+    println!(
+        "deleted {} virtual servers{}; left {} that are not the agent's",
+        report.deleted.len(),
+        if report.link_deleted {
+            " and kube-ipvs0"
+        } else {
+            ""
+        },
+        report.kept.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args.settings)?;
+    if args.cleanup {
+        return cleanup_owned(&settings);
+    }
     let options = RunOptions {
         manifests: args.manifests.clone(),
         node_name: node_name(&args.settings)?,
@@ -264,12 +356,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         strict_arp: args.ipvs_strict_arp,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("installing the SIGTERM handler")?;
@@ -312,16 +399,22 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match Cli::parse().command {
+        );
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    match cli.command {
         Command::Plan(args) => plan(args),
         Command::Run(args) => run(args),
+        Command::List(args) => list(args),
+        Command::Cleanup(args) => cleanup_owned(&settings(&args.settings)?),
     }
 }

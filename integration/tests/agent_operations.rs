@@ -1,0 +1,148 @@
+//! Operating the agent, in the guest: `ipvs-agent list` against `ipvsadm`
+//! in each mode, and `cleanup` / `run --cleanup` removing only what the
+//! agent owns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use integration::agent::{agent_binary, Agent};
+use integration::node::{fresh_node, kube_ipvs0_addresses, NODE_ARGS, NODE_IP};
+use integration::{ipvsadm, ipvsadm_restore};
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration/ is inside the workspace")
+        .join("examples")
+        .join(name)
+}
+
+/// Runs `ipvs-agent ARGS...`; fails the test unless it succeeds; stdout.
+fn agent_command(args: &[&str]) -> String {
+    let output = Command::new(agent_binary())
+        .args(args)
+        .output()
+        .expect("run ipvs-agent");
+    assert!(
+        output.status.success(),
+        "ipvs-agent {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// A varied table: TCP/UDP/SCTP, IPv6, fwmark, persistence with a
+/// netmask, every forwarding method, weights and thresholds.
+const VARIED_RULES: &str = "\
+-A -t 10.96.0.10:53 -s rr
+-a -t 10.96.0.10:53 -r 10.244.1.2:53 -m -w 1
+-a -t 10.96.0.10:53 -r 10.244.2.3:53 -m -w 0
+-A -u 10.96.0.10:53 -s wrr
+-a -u 10.96.0.10:53 -r 10.244.1.2:53 -m -w 3 -x 100 -y 10
+-A --sctp-service 10.96.0.20:3868 -s lc
+-a --sctp-service 10.96.0.20:3868 -r 10.244.3.4:3868 -g -w 1
+-A -t [fd00::10]:443 -s sh -p 600 -M 64
+-a -t [fd00::10]:443 -r [fd00:1::5]:8443 -m -w 1
+-A -f 7 -s rr
+-a -f 7 -r 10.244.4.5:0 -i -w 2
+-A -t 192.168.122.10:30080 -s rr -p 10800
+-a -t 192.168.122.10:30080 -r 10.244.1.2:8080 -m -w 1
+";
+
+/// `ipvs-agent list` prints what `ipvsadm` prints, byte for byte, in
+/// each mode.
+#[test]
+fn list_prints_what_ipvsadm_prints() {
+    fresh_node();
+    ipvsadm_restore(VARIED_RULES);
+    for (ours, theirs) in [
+        (vec!["list", "-n"], vec!["-Ln"]),
+        (vec!["list", "-n", "--stats"], vec!["-Ln", "--stats"]),
+        (vec!["list", "-n", "--rate"], vec!["-Ln", "--rate"]),
+        (
+            vec!["list", "-n", "--stats", "--exact"],
+            vec!["-Ln", "--stats", "--exact"],
+        ),
+        (vec!["list", "--save"], vec!["-Sn"]),
+    ] {
+        let expected = ipvsadm(&theirs);
+        assert_eq!(
+            agent_command(&ours),
+            expected,
+            "ipvs-agent {} vs ipvsadm {}",
+            ours.join(" "),
+            theirs.join(" ")
+        );
+    }
+}
+
+/// Foreign virtual servers the cleanup must leave: a VIP not on
+/// kube-ipvs0, a node address outside the NodePort range, an excluded
+/// CIDR, a fwmark service.
+const FOREIGN_RULES: &str = "\
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 10.244.1.2:80 -m -w 1
+-A -t 192.168.122.10:8080 -s rr
+-A -f 9 -s rr
+";
+
+fn cleanup_leaves_only_foreign(cleanup_args: &[&str]) {
+    fresh_node();
+    let mut agent = {
+        let manifests = example("nodeport.yaml").display().to_string();
+        let hostname = example("hostname.yaml").display().to_string();
+        let mut args = vec!["run", "--manifests", &manifests, &hostname];
+        args.extend(NODE_ARGS);
+        Agent::start(&args)
+    };
+    agent.wait_for_syncs(1, SYNC_TIMEOUT);
+    agent.stop();
+    ipvsadm_restore(FOREIGN_RULES);
+    // A VIP on kube-ipvs0 but inside an excluded CIDR: not the agent's.
+    integration::pods::run(&["ip", "addr", "add", "10.1.200.1/32", "dev", "kube-ipvs0"]);
+    ipvsadm_restore("-A -t 10.1.200.1:8443 -s rr\n");
+    let before = ipvsadm(&["-Sn"]);
+    assert!(
+        before.contains(&format!("-A -t {NODE_IP}:30000 ")),
+        "a NodePort virtual server: {before}"
+    );
+    assert!(before.contains("-A -t 10.1.115.75:80 "), "{before}");
+    assert!(!kube_ipvs0_addresses().is_empty());
+
+    let printed = agent_command(cleanup_args);
+    assert!(printed.contains("and kube-ipvs0"), "{printed}");
+    let after = ipvsadm(&["-Sn"]);
+    let expected_left = "\
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 10.244.1.2:80 -m -w 1
+-A -t 10.1.200.1:8443 -s rr
+-A -t 192.168.122.10:8080 -s rr
+-A -f 9 -s rr
+";
+    let mut left: Vec<&str> = after.lines().collect();
+    let mut wanted: Vec<&str> = expected_left.lines().collect();
+    left.sort();
+    wanted.sort();
+    assert_eq!(left, wanted, "only the foreign virtual servers are left");
+    let link = Command::new("ip")
+        .args(["link", "show", "kube-ipvs0"])
+        .output()
+        .expect("run ip");
+    assert!(!link.status.success(), "kube-ipvs0 is gone");
+}
+
+/// `ipvs-agent cleanup` leaves every virtual server it does not own.
+#[test]
+fn cleanup_removes_only_what_the_agent_owns() {
+    cleanup_leaves_only_foreign(&["cleanup", "--ipvs-exclude-cidrs", "10.1.200.0/24"]);
+}
+
+/// `ipvs-agent run --cleanup` (kube-proxy's flag) does the same and exits.
+#[test]
+fn run_with_cleanup_flag_cleans_up_and_exits() {
+    cleanup_leaves_only_foreign(&["run", "--cleanup", "--ipvs-exclude-cidrs", "10.1.200.0/24"]);
+}
