@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::desired::{ClusterState, ServiceRef};
+use crate::health::Health;
 use crate::run::{prepare_node, RunError, RunOptions};
 use crate::settings::ProxySettings;
 use crate::sync::SyncEngine;
@@ -199,6 +200,7 @@ fn spawn_watcher<K, F>(
     config: watcher::Config,
     wrap: F,
     sender: mpsc::Sender<(Instant, Change)>,
+    health: Health,
 ) where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -218,6 +220,7 @@ fn spawn_watcher<K, F>(
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {
+                    health.api_answered();
                     // Stamped on receipt, so time spent queued behind a
                     // sync counts in the event-to-ACK time.
                     if sender.send((Instant::now(), wrap(event))).await.is_err() {
@@ -225,8 +228,24 @@ fn spawn_watcher<K, F>(
                     }
                 }
                 Err(error) => {
+                    health.api_failed();
                     warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is")
                 }
+            }
+        }
+    });
+}
+
+/// While the API server is known to be unreachable (a watcher failed and
+/// none has heard from it since), asks it for its version every few
+/// seconds, so that health recovers even when no object changes.
+fn spawn_reachability_probe(client: Client, health: Health) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3));
+        loop {
+            every.tick().await;
+            if health.api_unreachable() && client.apiserver_version().await.is_ok() {
+                health.api_answered();
             }
         }
     });
@@ -246,19 +265,25 @@ pub async fn run_kubernetes(
         watcher::Config::default(),
         Change::Service,
         sender.clone(),
+        options.health.clone(),
     );
     spawn_watcher(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default(),
         Change::Slice,
         sender.clone(),
+        options.health.clone(),
     );
     spawn_watcher(
-        Api::<Node>::all(client),
+        Api::<Node>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", options.node_name)),
         Change::Node,
         sender,
+        options.health.clone(),
     );
+    spawn_reachability_probe(client, options.health.clone());
+    let health = options.health.clone();
+    let (mut endpoint_changes, mut service_changes) = (0usize, 0usize);
 
     let mut store = Store::default();
     let mut engine: Option<SyncEngine> = None;
@@ -285,8 +310,17 @@ pub async fn run_kubernetes(
             }
             change = changes.recv() => {
                 let Some((received, change)) = change else { return Ok(()) };
+                if let Change::Node(Event::Apply(node) | Event::InitApply(node)) = &change {
+                    health.set_node_eligible(node.metadata.deletion_timestamp.is_none());
+                }
+                let is_slice = matches!(change, Change::Slice(_));
                 let touched = store.apply(change);
                 if !touched.is_empty() {
+                    health.queued();
+                    let (endpoints, services) = if is_slice { (1, 0) } else { (0, 1) };
+                    endpoint_changes += endpoints;
+                    service_changes += services;
+                    crate::metrics::record_changes(endpoints, services, endpoint_changes, service_changes);
                     first_event.get_or_insert(received);
                     dirty.extend(touched);
                 }
@@ -298,6 +332,10 @@ pub async fn run_kubernetes(
                     };
                     let mut new_engine = prepare_node(&settings, &options, primary).await?;
                     new_engine.full_sync(&store.cluster).await?;
+                    health.synced();
+                    new_engine.update_server_metrics(&options.server_metrics);
+                    (endpoint_changes, service_changes) = (0, 0);
+                    crate::metrics::record_changes(0, 0, 0, 0);
                     engine = Some(new_engine);
                     dirty.clear();
                     first_event = None;
@@ -310,7 +348,11 @@ pub async fn run_kubernetes(
                 let started = first_event.take();
                 match engine.sync_services(&store.cluster, &services).await {
                     Ok(_) => {
+                        health.synced();
+                        (endpoint_changes, service_changes) = (0, 0);
+                        crate::metrics::record_changes(0, 0, 0, 0);
                         if let Some(started) = started {
+                            crate::metrics::record_network_programming(started.elapsed());
                             info!(
                                 services = services.len(),
                                 event_to_ack_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -324,8 +366,14 @@ pub async fn run_kubernetes(
             }
             _ = resync.tick(), if engine.is_some() => {
                 if let Some(engine) = engine.as_mut() {
-                    if let Err(error) = engine.full_sync(&store.cluster).await {
-                        warn!(%error, "full resync failed; retrying at the next period");
+                    match engine.full_sync(&store.cluster).await {
+                        Ok(_) => {
+                            health.synced();
+                            engine.update_server_metrics(&options.server_metrics);
+                            (endpoint_changes, service_changes) = (0, 0);
+                            crate::metrics::record_changes(0, 0, 0, 0);
+                        }
+                        Err(error) => warn!(%error, "full resync failed; retrying at the next period"),
                     }
                     dirty.clear();
                     first_event = None;

@@ -21,6 +21,11 @@
 //!   watchers feeding the same sync engine.
 //! - [`plan_output`]: what `ipvs-agent plan` prints (`ipvsadm -Sn` rules,
 //!   the `-Ln` table and `kube-ipvs0` addresses, JSON). Pure.
+//! - [`health`]: `/healthz` and `/livez` semantics (kube-proxy's, plus
+//!   API-server staleness); pure verdicts and the shared state.
+//! - [`metrics`]: the Prometheus metrics (kube-proxy's names where the
+//!   meaning is the same) and the bounded per-server kernel counters.
+//! - [`serve`]: the HTTP endpoints for health and metrics.
 //! - [`admin`]: `ipvs-agent list` (the kernel's table as ipvsadm prints
 //!   it) and `ipvs-agent cleanup` (removes only what the agent owns).
 //! - [`settings`]: the agent's settings and what it knows of its node.
@@ -31,10 +36,13 @@ pub mod admin;
 pub mod apply;
 pub mod desired;
 pub mod diff;
+pub mod health;
 pub mod kubernetes;
 pub mod manifests;
+pub mod metrics;
 pub mod plan_output;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod sync;
 pub mod system;

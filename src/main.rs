@@ -1,7 +1,7 @@
 //! `ipvs-agent`: the command line. Everything it does is in the library;
 //! this file only turns flags into settings.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,10 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use ipvs_agent::admin::{cleanup, list_kernel, ListFormat};
 use ipvs_agent::desired::desired_state;
+use ipvs_agent::health::Health;
 use ipvs_agent::kubernetes::{run_kubernetes, KubernetesOptions};
 use ipvs_agent::manifests::load_manifests;
+use ipvs_agent::metrics::ServerMetrics;
 use ipvs_agent::plan_output::{render_json, render_save, render_text};
 use ipvs_agent::run::{run_manifests, RunOptions};
+use ipvs_agent::serve::{serve_health, serve_metrics};
 use ipvs_agent::settings::{
     parse_duration, IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings,
 };
@@ -181,6 +184,19 @@ struct RunArgs {
     /// same as `ipvs-agent cleanup`).
     #[arg(long)]
     cleanup: bool,
+    /// Where `/healthz` and `/livez` are served (empty: not served).
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    healthz_bind_address: String,
+    /// Where `/metrics` is served (empty: not served).
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_bind_address: String,
+    /// Export each virtual and real server's kernel traffic counters.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    per_server_metrics: bool,
+    /// The most virtual plus real servers exported with their own
+    /// counters (bounds the metrics' cardinality).
+    #[arg(long, default_value_t = 2000)]
+    per_server_metrics_limit: usize,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -337,6 +353,16 @@ fn cleanup_owned(settings: &ProxySettings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An `IP:port` flag value; empty means "off".
+fn bind_address(flag: &str, text: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .with_context(|| format!("{flag} {text:?}: expected IP:port (or empty to turn it off)"))
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args.settings)?;
     if args.cleanup {
@@ -355,6 +381,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             udp: seconds(args.ipvs_udp_timeout),
         },
         strict_arp: args.ipvs_strict_arp,
+        // kube-proxy's health timeout: twice the sync period.
+        health: Health::new(args.ipvs_sync_period * 2),
+        server_metrics: ServerMetrics::new(args.per_server_metrics, args.per_server_metrics_limit),
     };
     runtime()?.block_on(async {
         let mut terminate =
@@ -366,6 +395,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = terminate.recv() => {}
             }
         };
+        let prometheus =
+            ipvs_agent::metrics::install().context("installing the metrics recorder")?;
+        if let Some(address) = bind_address("--healthz-bind-address", &args.healthz_bind_address)? {
+            serve_health(address, options.health.clone()).await?;
+        }
+        if let Some(address) = bind_address("--metrics-bind-address", &args.metrics_bind_address)? {
+            serve_metrics(
+                address,
+                prometheus,
+                options.server_metrics.clone(),
+                options.health.clone(),
+            )
+            .await?;
+        }
         if options.manifests.is_empty() {
             let client = kube_client(args.kubeconfig.as_deref()).await?;
             let kubernetes = KubernetesOptions {
@@ -395,6 +438,11 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
             .await
             .context("no Kubernetes configuration: give --kubeconfig or --manifests, set KUBECONFIG, or run in a cluster")?,
     };
+    let mut config = config;
+    // The client's own retry of 503/429/504 (15 tries, minutes in all)
+    // would hide an unavailable API server from the watchers; they have
+    // their own backoff, and health must see the outage.
+    config.default_retry = false;
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 

@@ -17,7 +17,9 @@ use netlink_ipvs::IpvsTimeouts;
 use tracing::{info, warn};
 
 use crate::desired::{ClusterState, ServiceRef};
+use crate::health::Health;
 use crate::manifests::{load_manifests, ManifestError};
+use crate::metrics::ServerMetrics;
 use crate::settings::ProxySettings;
 use crate::sync::{SyncEngine, SyncError};
 use crate::system::link::{LinkError, LinkManager};
@@ -43,6 +45,10 @@ pub struct RunOptions {
     pub timeouts: IpvsTimeouts,
     /// `--ipvs-strict-arp`.
     pub strict_arp: bool,
+    /// What `/healthz` and `/livez` report.
+    pub health: Health,
+    /// The per-server counters `/metrics` shows.
+    pub server_metrics: ServerMetrics,
 }
 
 /// What stops `run`.
@@ -186,6 +192,8 @@ pub async fn run_manifests(
 
     let mut engine = prepare_node(&settings, &options, options.node_addresses.clone()).await?;
     engine.full_sync(&cluster).await?;
+    options.health.synced();
+    engine.update_server_metrics(&options.server_metrics);
 
     let mut resync = tokio::time::interval(options.sync_period);
     resync.reset();
@@ -199,8 +207,12 @@ pub async fn run_manifests(
                 return Ok(());
             }
             _ = resync.tick() => {
-                if let Err(error) = engine.full_sync(&cluster).await {
-                    warn!(%error, "full resync failed; retrying at the next period");
+                match engine.full_sync(&cluster).await {
+                    Ok(_) => {
+                        options.health.synced();
+                        engine.update_server_metrics(&options.server_metrics);
+                    }
+                    Err(error) => warn!(%error, "full resync failed; retrying at the next period"),
                 }
             }
             _ = poll.tick() => {
@@ -221,8 +233,10 @@ pub async fn run_manifests(
                 if changed.is_empty() {
                     continue;
                 }
-                if let Err(error) = engine.sync_services(&cluster, &changed).await {
-                    warn!(%error, "sync failed; the next resync retries");
+                options.health.queued();
+                match engine.sync_services(&cluster, &changed).await {
+                    Ok(_) => options.health.synced(),
+                    Err(error) => warn!(%error, "sync failed; the next resync retries"),
                 }
             }
             _ = drain.tick(), if engine.has_draining() => {

@@ -83,6 +83,8 @@ pub struct SyncReport {
     pub sent: MessageCounts,
     /// Operations the kernel refused (retried by the next sync).
     pub failed: usize,
+    /// Those refusals by errno (0: not a kernel answer).
+    pub errors: BTreeMap<i32, usize>,
     /// Virtual servers re-read because the kernel disagreed with the view.
     pub reread: usize,
     /// Addresses added to `kube-ipvs0`.
@@ -102,6 +104,7 @@ impl SyncReport {
             services: 0,
             sent: MessageCounts::default(),
             failed: 0,
+            errors: BTreeMap::new(),
             reread: 0,
             addresses_added: 0,
             addresses_removed: 0,
@@ -153,6 +156,8 @@ pub struct SyncEngine {
     draining: Draining,
     /// The problems last reported per Service (to log each only once).
     problems: BTreeMap<ServiceRef, Vec<FieldError>>,
+    /// Full syncs done (after the first, their writes are drift repairs).
+    full_syncs: u64,
 }
 
 impl SyncEngine {
@@ -183,7 +188,31 @@ impl SyncEngine {
             kernel: Table::new(),
             draining: Draining::new(),
             problems: BTreeMap::new(),
+            full_syncs: 0,
         }
+    }
+
+    /// Records a completed sync in the metrics.
+    fn record_metrics(&self, report: &SyncReport) {
+        let repair = report.kind == SyncKind::Full && self.full_syncs > 1;
+        crate::metrics::record_sync(report, repair);
+        let (internal, external) =
+            self.services
+                .values()
+                .fold((0, 0), |(internal, external), service| {
+                    (
+                        internal + usize::from(service.no_local_endpoints.internal),
+                        external + usize::from(service.no_local_endpoints.external),
+                    )
+                });
+        crate::metrics::record_table(&self.desired, internal, external);
+    }
+
+    /// Refreshes the per-server counters from the kernel view (as read by
+    /// the last full sync), for the virtual servers the agent owns.
+    pub fn update_server_metrics(&self, servers: &crate::metrics::ServerMetrics) {
+        let ownership = self.ownership();
+        servers.update(&self.kernel, |key| ownership.owns(key));
     }
 
     /// The agent's view of the kernel's table.
@@ -251,6 +280,8 @@ impl SyncEngine {
         report.draining = self.draining.len();
         report.duration = started.elapsed();
         report.log();
+        self.full_syncs += 1;
+        self.record_metrics(&report);
         Ok(report)
     }
 
@@ -273,6 +304,7 @@ impl SyncEngine {
         report.draining = self.draining.len();
         report.duration = started.elapsed();
         report.log();
+        self.record_metrics(&report);
         Ok(report)
     }
 
@@ -291,6 +323,7 @@ impl SyncEngine {
         report.duration = started.elapsed();
         if report.sent.total() > 0 || report.failed > 0 {
             report.log();
+            self.record_metrics(&report);
         }
         Ok(report)
     }
@@ -435,6 +468,10 @@ impl SyncEngine {
             report.sent.add(&batch.sent);
             for failed in &batch.failed {
                 warn!(error = %failed.error, "kernel refused: {}", failed.operation);
+                *report
+                    .errors
+                    .entry(failed.error.errno().unwrap_or(0))
+                    .or_default() += 1;
             }
             report.failed += batch.failed.len();
             if batch.reread.is_empty() || round == REREAD_ROUNDS {

@@ -146,3 +146,190 @@ fn cleanup_removes_only_what_the_agent_owns() {
 fn run_with_cleanup_flag_cleans_up_and_exits() {
     cleanup_leaves_only_foreign(&["run", "--cleanup", "--ipvs-exclude-cidrs", "10.1.200.0/24"]);
 }
+
+/// One HTTP GET from the guest's root namespace: (status code, body).
+fn http(url: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The value of one sample (`name{labels}` exactly as rendered) in a
+/// Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Three Services → the virtual-server gauge says 3; traffic through one
+/// moves its kernel counters on /metrics; kube-proxy's sync metrics are
+/// there. /healthz and /livez answer 200, turn 503 while the API stand-in
+/// is down past the health timeout, and recover after.
+#[test]
+fn metrics_and_health_follow_what_happened() {
+    use integration::pods::Pod;
+    use integration::standin::Standin;
+    use serde_json::json;
+
+    fresh_node();
+    let mut pod = Pod::create("metrics-1", "10.244.17.1");
+    pod.serve("tcp", 9376);
+    let client = Pod::create("client", "10.244.9.9");
+    let standin = Standin::start(&[]);
+    for (name, ip) in [
+        ("m-a", "10.96.60.1"),
+        ("m-b", "10.96.60.2"),
+        ("m-c", "10.96.60.3"),
+    ] {
+        standin.apply(&json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip, "clusterIPs": [ip], "selector": {"app": name},
+                     "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9376}]}
+        }));
+        standin.apply(&json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-abcde"), "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "protocol": "TCP", "port": 9376}],
+            "endpoints": [{"addresses": ["10.244.17.1"], "conditions": {"ready": true}}]
+        }));
+    }
+    let kubeconfig = standin.kubeconfig.display().to_string();
+    let mut args = vec![
+        "run",
+        "--kubeconfig",
+        &kubeconfig,
+        "--ipvs-sync-period",
+        "4s",
+        "--healthz-bind-address",
+        "127.0.0.1:10256",
+        "--metrics-bind-address",
+        "127.0.0.1:10249",
+    ];
+    args.extend(NODE_ARGS);
+    let mut agent = Agent::start(&args);
+    agent.wait_for_syncs(1, SYNC_TIMEOUT);
+
+    let metrics = || http("http://127.0.0.1:10249/metrics").1;
+    let page = metrics();
+    assert_eq!(
+        sample(&page, "ipvs_agent_virtual_servers"),
+        Some(3.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "ipvs_agent_real_servers"),
+        Some(3.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "ipvs_agent_netlink_messages_total{kind=\"add_service\"}"
+        ),
+        Some(3.0),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").is_some_and(|t| t > 1e9),
+        "{page}"
+    );
+    assert!(
+        page.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket"),
+        "{page}"
+    );
+    assert_eq!(http("http://127.0.0.1:10256/healthz").0, 200);
+    assert_eq!(http("http://127.0.0.1:10256/livez").0, 200);
+
+    // Traffic through m-b only: its counters move at the next full resync.
+    let series =
+        "ipvs_agent_virtual_server_connections_total{virtual_server=\"TCP 10.96.60.2:80\"}";
+    let before = sample(&metrics(), series).unwrap_or(0.0);
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .http_get("10.96.60.2", 80, Duration::from_secs(5))
+                .as_deref(),
+            Some("metrics-1")
+        );
+    }
+    let moved = integration::node::wait_until(
+        "m-b's connection counter to move",
+        SYNC_TIMEOUT,
+        || sample(&metrics(), series).filter(|now| *now >= before + 3.0),
+        metrics,
+    );
+    let page = metrics();
+    assert_eq!(
+        sample(
+            &page,
+            "ipvs_agent_virtual_server_connections_total{virtual_server=\"TCP 10.96.60.1:80\"}"
+        ),
+        Some(0.0),
+        "no traffic went through m-a: {page}"
+    );
+    assert!(
+        sample(&page, "ipvs_agent_real_server_bytes_in_total{virtual_server=\"TCP 10.96.60.2:80\",real_server=\"10.244.17.1:9376\"}")
+            .is_some_and(|bytes| bytes > 0.0),
+        "{page}"
+    );
+    println!("m-b connections: {before} → {moved}");
+
+    // An endpoint change: network programming latency is observed.
+    standin.apply(&json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "m-a-abcde", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "m-a"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "protocol": "TCP", "port": 9376}],
+        "endpoints": []
+    }));
+    integration::node::wait_until(
+        "a network programming latency sample",
+        SYNC_TIMEOUT,
+        || {
+            sample(
+                &metrics(),
+                "kubeproxy_network_programming_duration_seconds_count",
+            )
+            .filter(|count| *count >= 1.0)
+        },
+        metrics,
+    );
+    assert!(sample(
+        &metrics(),
+        "kubeproxy_sync_proxy_rules_endpoint_changes_total"
+    )
+    .is_some_and(|n| n >= 1.0));
+
+    // The API server away for longer than the health timeout (2 × 4 s).
+    standin.control("down?seconds=45");
+    let unhealthy = integration::node::wait_until(
+        "/healthz to answer 503",
+        Duration::from_secs(45),
+        || {
+            let (code, body) = http("http://127.0.0.1:10256/healthz");
+            (code == 503).then_some(body)
+        },
+        || format!("{:?}", http("http://127.0.0.1:10256/healthz")),
+    );
+    assert!(unhealthy.contains("unreachable"), "{unhealthy}");
+    assert_eq!(
+        http("http://127.0.0.1:10256/livez").0,
+        503,
+        "stale for /livez too"
+    );
+    integration::node::wait_until(
+        "/healthz to recover once the API server is back",
+        Duration::from_secs(120),
+        || (http("http://127.0.0.1:10256/healthz").0 == 200).then_some(()),
+        || format!("{:?}", http("http://127.0.0.1:10256/healthz")),
+    );
+    agent.stop();
+}

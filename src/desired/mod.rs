@@ -77,6 +77,21 @@ pub struct ServiceDesired {
     pub bound_addresses: BTreeSet<IpAddr>,
     /// Problems that made parts of it be skipped (the rest is in `table`).
     pub problems: Vec<FieldError>,
+    /// Whether a Local traffic policy left it without endpoints on this
+    /// node although the cluster has some (kube-proxy's
+    /// `sync_proxy_rules_no_local_endpoints_total`).
+    pub no_local_endpoints: NoLocalEndpoints,
+}
+
+/// Which of a Service's traffic policies (`Local`) found no local endpoint
+/// while the cluster has ready ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoLocalEndpoints {
+    /// `internalTrafficPolicy: Local` (the ClusterIP virtual servers).
+    pub internal: bool,
+    /// `externalTrafficPolicy: Local` (NodePort, externalIP and
+    /// LoadBalancer virtual servers).
+    pub external: bool,
 }
 
 /// The desired state of one Service of `cluster`: `None` when the Service

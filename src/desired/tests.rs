@@ -263,6 +263,44 @@ fn duplicate_endpoints_across_slices_merge_ready_wins() {
 }
 
 #[test]
+fn local_policies_without_local_endpoints_are_flagged() {
+    let spec = json!({
+        "type": "NodePort",
+        "clusterIP": "10.96.0.10",
+        "internalTrafficPolicy": "Local",
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+    });
+    let settings = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec!["192.168.1.0/24".parse().unwrap()],
+            primary: false,
+        },
+        ..ProxySettings::default()
+    };
+    let on = |node: &str| json!([{"addresses": ["10.244.0.2"], "conditions": {"ready": true}, "nodeName": node}]);
+    let cases = [
+        ("only another node's endpoint", on("node2"), (true, true)),
+        ("a local endpoint", on("node1"), (false, false)),
+        ("no endpoint at all", json!([]), (false, false)),
+    ];
+    for (what, endpoints, (internal, external)) in cases {
+        let desired = compute(
+            &cluster_of(
+                service(spec.clone()),
+                vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+            ),
+            &settings,
+        );
+        assert_eq!(
+            desired.no_local_endpoints,
+            crate::desired::NoLocalEndpoints { internal, external },
+            "{what}"
+        );
+    }
+}
+
+#[test]
 fn traffic_policies_local_use_local_endpoints() {
     let endpoints = json!([
         {"addresses": ["10.244.0.1"], "conditions": {"ready": true}, "nodeName": "node1"},

@@ -388,6 +388,12 @@ fn build(
                 Traffic::External => external_local,
             };
             let chosen = if local { &sets.local } else { &sets.cluster };
+            if local && sets.local.is_empty() && !sets.cluster.is_empty() {
+                match traffic {
+                    Traffic::Internal => desired.no_local_endpoints.internal = true,
+                    Traffic::External => desired.no_local_endpoints.external = true,
+                }
+            }
             let mut ipvs_service = IpvsService::new(key, scheduler.clone());
             if let Some(timeout) = affinity {
                 ipvs_service = ipvs_service.persistent(timeout);
