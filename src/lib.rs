@@ -28,12 +28,14 @@
 //! - [`serve`]: the HTTP endpoints for health and metrics.
 //! - [`admin`]: `ipvs-agent list` (the kernel's table as ipvsadm prints
 //!   it) and `ipvs-agent cleanup` (removes only what the agent owns).
+//! - [`config`]: `--config`: kube-proxy's `KubeProxyConfiguration`.
 //! - [`settings`]: the agent's settings and what it knows of its node.
 //! - [`system`]: the `kube-ipvs0` link and node addresses (rtnetlink) and
 //!   the sysctls kube-proxy sets.
 
 pub mod admin;
 pub mod apply;
+pub mod config;
 pub mod desired;
 pub mod diff;
 pub mod health;

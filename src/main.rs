@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use ipvs_agent::admin::{cleanup, list_kernel, ListFormat};
+use ipvs_agent::config::{duration_of, parse_kube_proxy_configuration};
 use ipvs_agent::desired::desired_state;
 use ipvs_agent::health::Health;
 use ipvs_agent::kubernetes::{run_kubernetes, KubernetesOptions};
@@ -145,6 +146,10 @@ struct PlanArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// A kube-proxy KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1)
+    /// file; flags given on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Manifest files or directories to program from (watched for
     /// changes). Without it the agent watches the Kubernetes API.
     #[arg(long, num_args = 1..)]
@@ -363,7 +368,119 @@ fn bind_address(flag: &str, text: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("{flag} {text:?}: expected IP:port (or empty to turn it off)"))
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Fills the flags not given on the command line from `--config`.
+fn apply_config(args: &mut RunArgs, given: &clap::ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = &args.config else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --config {}", path.display()))?;
+    let loaded = parse_kube_proxy_configuration(&path.display().to_string(), &text)?;
+    if !loaded.ignored.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            "these KubeProxyConfiguration settings have no effect on ipvs-agent (they configure other proxy modes or kube-proxy's process): {}",
+            loaded.ignored.join(", ")
+        );
+    }
+    let unset = |id: &str| given.value_source(id) != Some(clap::parser::ValueSource::CommandLine);
+    let config = loaded.config;
+    let non_empty = |text: &Option<String>| text.clone().filter(|text| !text.is_empty());
+    if let Some(kubeconfig) = config
+        .client_connection
+        .and_then(|c| non_empty(&c.kubeconfig))
+    {
+        if unset("kubeconfig") {
+            args.kubeconfig = Some(kubeconfig.into());
+        }
+    }
+    if let Some(name) = non_empty(&config.hostname_override) {
+        if unset("node_name") {
+            args.settings.node_name = Some(name);
+        }
+    }
+    if let Some(address) = non_empty(&config.healthz_bind_address) {
+        if unset("healthz_bind_address") {
+            args.healthz_bind_address = address;
+        }
+    }
+    if let Some(address) = non_empty(&config.metrics_bind_address) {
+        if unset("metrics_bind_address") {
+            args.metrics_bind_address = address;
+        }
+    }
+    if let Some(addresses) = config.node_port_addresses.filter(|a| !a.is_empty()) {
+        if unset("nodeport_addresses") {
+            args.settings.nodeport_addresses = addresses;
+        }
+    }
+    let Some(ipvs) = config.ipvs else {
+        return Ok(());
+    };
+    if let Some(scheduler) = non_empty(&ipvs.scheduler) {
+        if unset("ipvs_scheduler") {
+            args.settings.ipvs_scheduler = scheduler;
+        }
+    }
+    // A zero sync period is kube-proxy's "use the default".
+    if let Some(period) = duration_of(&ipvs.sync_period).filter(|p| !p.is_zero()) {
+        if unset("ipvs_sync_period") {
+            args.ipvs_sync_period = period;
+        }
+    }
+    for (id, value, target) in [
+        (
+            "ipvs_min_sync_period",
+            &ipvs.min_sync_period,
+            &mut args.ipvs_min_sync_period,
+        ),
+        (
+            "ipvs_tcp_timeout",
+            &ipvs.tcp_timeout,
+            &mut args.ipvs_tcp_timeout,
+        ),
+        (
+            "ipvs_tcpfin_timeout",
+            &ipvs.tcp_fin_timeout,
+            &mut args.ipvs_tcpfin_timeout,
+        ),
+        (
+            "ipvs_udp_timeout",
+            &ipvs.udp_timeout,
+            &mut args.ipvs_udp_timeout,
+        ),
+    ] {
+        if let Some(duration) = duration_of(value) {
+            if unset(id) {
+                *target = duration;
+            }
+        }
+    }
+    if let Some(strict_arp) = ipvs.strict_arp {
+        if unset("ipvs_strict_arp") {
+            args.ipvs_strict_arp = strict_arp;
+        }
+    }
+    if let Some(cidrs) = ipvs.exclude_cidrs.filter(|c| !c.is_empty()) {
+        if unset("ipvs_exclude_cidrs") {
+            args.settings.ipvs_exclude_cidrs = cidrs
+                .iter()
+                .map(|cidr| {
+                    cidr.parse().with_context(|| {
+                        format!(
+                            "{}: ipvs.excludeCIDRs: {cidr:?} is not a CIDR",
+                            path.display()
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+    }
+    Ok(())
+}
+
+fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    apply_config(&mut args, given)?;
     let settings = settings(&args.settings)?;
     if args.cleanup {
         return cleanup_owned(&settings);
@@ -447,7 +564,8 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -461,7 +579,12 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Plan(args) => plan(args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => {
+            let given = matches
+                .subcommand_matches("run")
+                .context("the run subcommand's arguments")?;
+            run(args, given)
+        }
         Command::List(args) => list(args),
         Command::Cleanup(args) => cleanup_owned(&settings(&args.settings)?),
     }

@@ -148,6 +148,13 @@ pub async fn prepare_node(
     options: &RunOptions,
     primary_addresses: Vec<IpAddr>,
 ) -> Result<SyncEngine, RunError> {
+    // IPVS first: asking the kernel for it loads ip_vs when needed, and
+    // the net/ipv4/vs sysctls exist only once it is loaded.
+    let (connection, ipvs) = netlink_ipvs::new_connection()?;
+    tokio::spawn(connection);
+    if let Err(error) = ipvs.info().await {
+        warn!(%error, "reading IPVS information");
+    }
     let sysctl_settings = SysctlSettings {
         strict_arp: options.strict_arp,
     };
@@ -165,8 +172,6 @@ pub async fn prepare_node(
         }
         Err(error) => warn!(%error, "reading the kernel release; sysctls left as they are"),
     }
-    let (connection, ipvs) = netlink_ipvs::new_connection()?;
-    tokio::spawn(connection);
     let links = LinkManager::new()?;
     let engine = SyncEngine::new(
         settings.clone(),

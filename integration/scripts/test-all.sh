@@ -23,6 +23,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p netlink-ipvs --quiet
 step "host tests (no kernel needed)"
 cargo test --workspace --exclude integration
 
+step "deploy/ manifests: kubernetes-validate and checkov"
+bash integration/scripts/validate-deploy.sh
+
 step "real-kernel tests in a QEMU guest"
 bash integration/scripts/guest-tests.sh
 

@@ -333,3 +333,77 @@ fn metrics_and_health_follow_what_happened() {
     );
     agent.stop();
 }
+
+/// A KubeProxyConfiguration as kubeadm's kube-proxy ConfigMap holds it
+/// (IPVS mode, wrr, a TCP timeout, strict ARP) drives the agent: the
+/// scheduler, the timeout and the sysctls are read back from the kernel.
+#[test]
+fn kube_proxy_configuration_drives_the_agent() {
+    use integration::standin::Standin;
+
+    fresh_node();
+    let standin = Standin::start(&[&example("hostname.yaml")]);
+    let config = std::env::temp_dir().join(format!("kube-proxy-{}.conf", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+bindAddress: 0.0.0.0
+clientConnection:
+  kubeconfig: {}
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+conntrack:
+  maxPerCore: null
+hostnameOverride: node1
+healthzBindAddress: 127.0.0.1:10256
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: wrr
+  strictARP: true
+  syncPeriod: 30s
+  tcpFinTimeout: 0s
+  tcpTimeout: 900s
+  udpTimeout: 0s
+metricsBindAddress: 127.0.0.1:10249
+mode: ipvs
+nodePortAddresses: [192.168.122.0/24]
+",
+            standin.kubeconfig.display()
+        ),
+    )
+    .expect("write the configuration");
+    let config_path = config.display().to_string();
+    let mut agent = Agent::start(&["run", "--config", &config_path, "--node-ip", NODE_IP]);
+    agent.wait_for_syncs(1, SYNC_TIMEOUT);
+    let saved = ipvsadm(&["-Sn"]);
+    assert!(saved.contains("-A -t 10.1.115.75:80 -s wrr\n"), "{saved}");
+    let timeouts = ipvsadm(&["-Ln", "--timeout"]);
+    assert!(
+        timeouts.starts_with("Timeout (tcp tcpfin udp): 900 "),
+        "{timeouts}"
+    );
+    for (sysctl, value) in [
+        ("net/ipv4/conf/all/arp_ignore", "1"),
+        ("net/ipv4/conf/all/arp_announce", "2"),
+    ] {
+        let read = std::fs::read_to_string(format!("/proc/sys/{sysctl}")).expect("read sysctl");
+        assert_eq!(read.trim(), value, "{sysctl}");
+    }
+    assert!(
+        agent.log_text().contains("have no effect on ipvs-agent")
+            && agent.log_text().contains("clusterCIDR"),
+        "the unused settings are reported: {}",
+        agent.log_text()
+    );
+    agent.stop();
+    for sysctl in [
+        "net/ipv4/conf/all/arp_ignore",
+        "net/ipv4/conf/all/arp_announce",
+    ] {
+        std::fs::write(format!("/proc/sys/{sysctl}"), "0\n").expect("reset a sysctl");
+    }
+    let _ = std::fs::remove_file(&config);
+}
