@@ -51,7 +51,7 @@ enum Command {
     Plan(PlanArgs),
     /// Programs the kernel from the manifests and keeps it in sync when
     /// they change.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Prints the kernel's IPVS table exactly as `ipvsadm -Ln` (or `-Sn`)
     /// would.
     List(ListArgs),
@@ -583,7 +583,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let given = matches
                 .subcommand_matches("run")
                 .context("the run subcommand's arguments")?;
-            run(args, given)
+            run(*args, given)
         }
         Command::List(args) => list(args),
         Command::Cleanup(args) => cleanup_owned(&settings(&args.settings)?),
