@@ -36,9 +36,11 @@ use tracing::{info, warn};
 
 use crate::desired::{ClusterState, ServiceRef};
 use crate::health::Health;
+use crate::metrics::ServerMetrics;
+use crate::node_events::NodeEvents;
 use crate::run::{prepare_node, RunError, RunOptions};
 use crate::settings::ProxySettings;
-use crate::sync::SyncEngine;
+use crate::sync::{SyncEngine, SyncKind, SyncReport};
 
 /// How `run` behaves against an API server, beside [`RunOptions`].
 #[derive(Debug, Clone)]
@@ -236,6 +238,44 @@ fn spawn_watcher<K, F>(
     });
 }
 
+/// What the loop reports after events and syncs: health, the change
+/// metrics, per-server counters and Node events.
+#[derive(Debug)]
+struct Progress {
+    health: Health,
+    server_metrics: ServerMetrics,
+    events: NodeEvents,
+    endpoint_changes: usize,
+    service_changes: usize,
+}
+
+impl Progress {
+    /// A change that needs a sync arrived (`slice`: an EndpointSlice one).
+    fn queued(&mut self, slice: bool) {
+        self.health.queued();
+        let (endpoints, services) = if slice { (1, 0) } else { (0, 1) };
+        self.endpoint_changes += endpoints;
+        self.service_changes += services;
+        crate::metrics::record_changes(
+            endpoints,
+            services,
+            self.endpoint_changes,
+            self.service_changes,
+        );
+    }
+
+    /// A sync completed.
+    fn synced(&mut self, engine: &SyncEngine, report: &SyncReport) {
+        self.health.synced();
+        self.events.report(report);
+        (self.endpoint_changes, self.service_changes) = (0, 0);
+        crate::metrics::record_changes(0, 0, 0, 0);
+        if report.kind == SyncKind::Full {
+            engine.update_server_metrics(&self.server_metrics);
+        }
+    }
+}
+
 /// While the API server is known to be unreachable (a watcher failed and
 /// none has heard from it since), asks it for its version every few
 /// seconds, so that health recovers even when no object changes.
@@ -281,9 +321,16 @@ pub async fn run_kubernetes(
         sender,
         options.health.clone(),
     );
-    spawn_reachability_probe(client, options.health.clone());
+    spawn_reachability_probe(client.clone(), options.health.clone());
     let health = options.health.clone();
-    let (mut endpoint_changes, mut service_changes) = (0usize, 0usize);
+    let events = NodeEvents::new(client, &options.node_name);
+    let mut progress = Progress {
+        health: health.clone(),
+        server_metrics: options.server_metrics.clone(),
+        events: events.clone(),
+        endpoint_changes: 0,
+        service_changes: 0,
+    };
 
     let mut store = Store::default();
     let mut engine: Option<SyncEngine> = None;
@@ -316,11 +363,7 @@ pub async fn run_kubernetes(
                 let is_slice = matches!(change, Change::Slice(_));
                 let touched = store.apply(change);
                 if !touched.is_empty() {
-                    health.queued();
-                    let (endpoints, services) = if is_slice { (1, 0) } else { (0, 1) };
-                    endpoint_changes += endpoints;
-                    service_changes += services;
-                    crate::metrics::record_changes(endpoints, services, endpoint_changes, service_changes);
+                    progress.queued(is_slice);
                     first_event.get_or_insert(received);
                     dirty.extend(touched);
                 }
@@ -331,11 +374,9 @@ pub async fn run_kubernetes(
                         options.node_addresses.clone()
                     };
                     let mut new_engine = prepare_node(&settings, &options, primary).await?;
-                    new_engine.full_sync(&store.cluster).await?;
-                    health.synced();
-                    new_engine.update_server_metrics(&options.server_metrics);
-                    (endpoint_changes, service_changes) = (0, 0);
-                    crate::metrics::record_changes(0, 0, 0, 0);
+                    events.starting();
+                    let report = new_engine.full_sync(&store.cluster).await.inspect_err(|error| events.sync_failed(error))?;
+                    progress.synced(&new_engine, &report);
                     engine = Some(new_engine);
                     dirty.clear();
                     first_event = None;
@@ -347,10 +388,8 @@ pub async fn run_kubernetes(
                 let services = std::mem::take(&mut dirty);
                 let started = first_event.take();
                 match engine.sync_services(&store.cluster, &services).await {
-                    Ok(_) => {
-                        health.synced();
-                        (endpoint_changes, service_changes) = (0, 0);
-                        crate::metrics::record_changes(0, 0, 0, 0);
+                    Ok(report) => {
+                        progress.synced(engine, &report);
                         if let Some(started) = started {
                             crate::metrics::record_network_programming(started.elapsed());
                             info!(
@@ -360,20 +399,21 @@ pub async fn run_kubernetes(
                             );
                         }
                     }
-                    Err(error) => warn!(%error, "sync failed; the next resync retries"),
+                    Err(error) => {
+                        warn!(%error, "sync failed; the next resync retries");
+                        events.sync_failed(&error);
+                    }
                 }
                 last_sync = Instant::now();
             }
             _ = resync.tick(), if engine.is_some() => {
                 if let Some(engine) = engine.as_mut() {
                     match engine.full_sync(&store.cluster).await {
-                        Ok(_) => {
-                            health.synced();
-                            engine.update_server_metrics(&options.server_metrics);
-                            (endpoint_changes, service_changes) = (0, 0);
-                            crate::metrics::record_changes(0, 0, 0, 0);
+                        Ok(report) => progress.synced(engine, &report),
+                        Err(error) => {
+                            warn!(%error, "full resync failed; retrying at the next period");
+                            events.sync_failed(&error);
                         }
-                        Err(error) => warn!(%error, "full resync failed; retrying at the next period"),
                     }
                     dirty.clear();
                     first_event = None;

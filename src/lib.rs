@@ -25,6 +25,8 @@
 //!   API-server staleness); pure verdicts and the shared state.
 //! - [`metrics`]: the Prometheus metrics (kube-proxy's names where the
 //!   meaning is the same) and the bounded per-server kernel counters.
+//! - [`node_events`]: Kubernetes Events on the agent's Node (start, sync
+//!   failures, kernel refusals).
 //! - [`serve`]: the HTTP endpoints for health and metrics.
 //! - [`admin`]: `ipvs-agent list` (the kernel's table as ipvsadm prints
 //!   it) and `ipvs-agent cleanup` (removes only what the agent owns).
@@ -42,6 +44,7 @@ pub mod health;
 pub mod kubernetes;
 pub mod manifests;
 pub mod metrics;
+pub mod node_events;
 pub mod plan_output;
 pub mod run;
 pub mod serve;

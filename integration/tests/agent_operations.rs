@@ -167,8 +167,9 @@ fn sample(page: &str, series: &str) -> Option<f64> {
 
 /// Three Services → the virtual-server gauge says 3; traffic through one
 /// moves its kernel counters on /metrics; kube-proxy's sync metrics are
-/// there. /healthz and /livez answer 200, turn 503 while the API stand-in
-/// is down past the health timeout, and recover after.
+/// there; Events on the Node for the start and for kernel refusals.
+/// /healthz and /livez answer 200, turn 503 while the API stand-in is down
+/// past the health timeout, and recover after.
 #[test]
 fn metrics_and_health_follow_what_happened() {
     use integration::pods::Pod;
@@ -307,6 +308,47 @@ fn metrics_and_health_follow_what_happened() {
         "kubeproxy_sync_proxy_rules_endpoint_changes_total"
     )
     .is_some_and(|n| n >= 1.0));
+
+    // Events on the Node: the start, and the kernel refusing a Service
+    // whose annotation asks for a scheduler the kernel does not have.
+    let events = || {
+        standin
+            .request(
+                "GET",
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                None,
+            )
+            .body
+    };
+    let started = integration::node::wait_until(
+        "a Starting event on the Node",
+        SYNC_TIMEOUT,
+        || Some(events()).filter(|list| list.contains("\"Starting\"")),
+        events,
+    );
+    assert!(
+        started.contains("\"node1\"") && started.contains("\"Node\""),
+        "{started}"
+    );
+    standin.apply(&json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "m-bad", "namespace": "default",
+                     "annotations": {"ipvs-agent.io/scheduler": "nosuch"}},
+        "spec": {"clusterIP": "10.96.60.9", "clusterIPs": ["10.96.60.9"],
+                 "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}
+    }));
+    integration::node::wait_until(
+        "a KernelRefused event",
+        SYNC_TIMEOUT,
+        || Some(events()).filter(|list| list.contains("\"KernelRefused\"")),
+        events,
+    );
+    assert!(
+        sample(&metrics(), "ipvs_agent_kernel_errors_total{errno=\"2\"}").is_some_and(|n| n >= 1.0),
+        "ENOENT (unknown scheduler) counted: {}",
+        metrics()
+    );
+    standin.delete("Service", "default", "m-bad");
 
     // The API server away for longer than the health timeout (2 × 4 s).
     standin.control("down?seconds=45");

@@ -7,7 +7,8 @@
 //! What it serves, over plain HTTP with JSON, at the real paths:
 //!
 //! - core/v1 `services`, `endpoints` (namespaced) and `nodes`
-//!   (cluster-scoped), discovery.k8s.io/v1 `endpointslices` (namespaced);
+//!   (cluster-scoped), discovery.k8s.io/v1 `endpointslices` and
+//!   events.k8s.io/v1 `events` (namespaced);
 //!   all-namespace collections too (`/api/v1/services`, ...);
 //! - get, list (`fieldSelector` on `metadata.name` / `metadata.namespace`,
 //!   `labelSelector` with `k=v`, `k!=v`, `k` and `!k`; `limit` and
@@ -64,6 +65,7 @@ enum Resource {
     Endpoints,
     Nodes,
     EndpointSlices,
+    Events,
 }
 
 impl Resource {
@@ -73,6 +75,7 @@ impl Resource {
             ("", "endpoints") => Some(Self::Endpoints),
             ("", "nodes") => Some(Self::Nodes),
             ("discovery.k8s.io", "endpointslices") => Some(Self::EndpointSlices),
+            ("events.k8s.io", "events") => Some(Self::Events),
             _ => None,
         }
     }
@@ -83,12 +86,14 @@ impl Resource {
             Self::Endpoints => "Endpoints",
             Self::Nodes => "Node",
             Self::EndpointSlices => "EndpointSlice",
+            Self::Events => "Event",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Self::EndpointSlices => "discovery.k8s.io/v1",
+            Self::Events => "events.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -103,6 +108,7 @@ impl Resource {
             Self::Endpoints,
             Self::Nodes,
             Self::EndpointSlices,
+            Self::Events,
         ]
         .into_iter()
         .find(|resource| resource.kind() == kind)
