@@ -409,7 +409,18 @@ pub async fn run_kubernetes(
             _ = resync.tick(), if engine.is_some() => {
                 if let Some(engine) = engine.as_mut() {
                     match engine.full_sync(&store.cluster).await {
-                        Ok(report) => progress.synced(engine, &report),
+                        Ok(report) => {
+                            progress.synced(engine, &report);
+                            // Events it covered were programmed by it.
+                            if let Some(started) = first_event {
+                                crate::metrics::record_network_programming(started.elapsed());
+                                info!(
+                                    services = dirty.len(),
+                                    event_to_ack_ms = started.elapsed().as_secs_f64() * 1e3,
+                                    "network programmed"
+                                );
+                            }
+                        }
                         Err(error) => {
                             warn!(%error, "full resync failed; retrying at the next period");
                             events.sync_failed(&error);

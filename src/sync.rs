@@ -32,7 +32,7 @@ use crate::desired::node_addresses::KUBE_IPVS_INTERFACE;
 use crate::desired::{desired_for_service, ClusterState, FieldError, ServiceDesired, ServiceRef};
 use crate::diff::{plan_changes, table, DrainPolicy, Draining, Ownership, Table};
 use crate::settings::{LocalAddress, NodeContext, ProxySettings};
-use crate::system::link::{LinkError, LinkManager};
+use crate::system::link::{is_ipv6_link_local, LinkError, LinkManager};
 
 /// How many times a virtual server whose view was wrong is re-read and
 /// planned again within one sync.
@@ -95,6 +95,21 @@ pub struct SyncReport {
     pub draining: usize,
     /// How long the sync took.
     pub duration: Duration,
+    /// Where that time went.
+    pub phases: SyncPhases,
+}
+
+/// The time of each part of a sync (profiling evidence in the log).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncPhases {
+    /// Reading the kernel (kube-ipvs0, node addresses, the IPVS table).
+    pub read: Duration,
+    /// Computing the desired state.
+    pub compute: Duration,
+    /// Planning and sending IPVS messages (with re-reads).
+    pub apply: Duration,
+    /// Changing addresses on kube-ipvs0.
+    pub addresses: Duration,
 }
 
 impl SyncReport {
@@ -110,6 +125,7 @@ impl SyncReport {
             addresses_removed: 0,
             draining: 0,
             duration: Duration::ZERO,
+            phases: SyncPhases::default(),
         }
     }
 
@@ -130,6 +146,10 @@ impl SyncReport {
             addresses_removed = self.addresses_removed,
             draining = self.draining,
             duration_ms = self.duration.as_secs_f64() * 1e3,
+            read_ms = self.phases.read.as_secs_f64() * 1e3,
+            compute_ms = self.phases.compute.as_secs_f64() * 1e3,
+            apply_ms = self.phases.apply.as_secs_f64() * 1e3,
+            addresses_ms = self.phases.addresses.as_secs_f64() * 1e3,
             "synced"
         );
     }
@@ -248,6 +268,8 @@ impl SyncEngine {
         self.links.ensure_dummy(KUBE_IPVS_INTERFACE).await?;
         self.read_addresses().await?;
         self.kernel = table::from_kernel(self.ipvs.table().await?);
+        report.phases.read = started.elapsed();
+        let phase = Instant::now();
 
         self.services.clear();
         self.desired.clear();
@@ -267,6 +289,7 @@ impl SyncEngine {
             self.recompute(service, cluster);
         }
         report.services = all.len();
+        report.phases.compute = phase.elapsed();
 
         let keys: BTreeSet<IpvsServiceKey> = self
             .desired
@@ -275,8 +298,12 @@ impl SyncEngine {
             .copied()
             .collect();
         self.draining.retain(|(key, _), _| keys.contains(key));
+        let phase = Instant::now();
         self.converge(keys, &mut report).await;
+        report.phases.apply = phase.elapsed();
+        let phase = Instant::now();
         self.sync_addresses(&mut report).await?;
+        report.phases.addresses = phase.elapsed();
         report.draining = self.draining.len();
         report.duration = started.elapsed();
         report.log();
@@ -502,6 +529,7 @@ impl SyncEngine {
             .iter()
             .filter(|address| address.interface == KUBE_IPVS_INTERFACE)
             .map(|address| address.address)
+            .filter(|address| !is_ipv6_link_local(address))
             .collect();
         self.node.local_addresses = local;
         Ok(())

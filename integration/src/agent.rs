@@ -14,11 +14,17 @@ static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
 /// (`target/<profile>/NAME`; guest-tests.sh builds them): fails the test,
 /// naming the package to build, when it is missing.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
+    let own_binary = std::env::current_exe().expect("the running binary's path");
+    // Test binaries live in target/<profile>/deps, binaries (benchmarks)
+    // in target/<profile>.
+    let own_dir = own_binary.parent().expect("a binary lives in a folder");
+    let profile_dir = if own_dir.ends_with("deps") {
+        own_dir
+            .parent()
+            .expect("target/<profile>/deps has a parent")
+    } else {
+        own_dir
+    };
     let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
@@ -52,6 +58,14 @@ impl SyncLine {
             .get(field)
             .and_then(|value| value.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// A decimal field (`duration_ms`; NaN when absent).
+    pub fn count_f64(&self, field: &str) -> f64 {
+        self.fields
+            .get(field)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(f64::NAN)
     }
 
     /// Every write message this sync sent.
@@ -100,6 +114,11 @@ impl Agent {
             child: Some(child),
             log,
         }
+    }
+
+    /// The agent's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The log so far.

@@ -8,9 +8,11 @@
 use std::process::Command;
 
 pub mod agent;
+pub mod bulk;
 pub mod capture;
 pub mod node;
 pub mod pods;
+pub mod raw;
 pub mod standin;
 
 use netlink_ipvs::{new_connection, IpvsHandle};

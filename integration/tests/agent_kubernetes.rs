@@ -9,13 +9,13 @@
 //! from an empty IPVS table and no `kube-ipvs0`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::agent::Agent;
+use integration::bulk::many_services;
 use integration::node::{
     fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, wait_until, NODE_ARGS, NODE_IP,
 };
@@ -611,35 +611,6 @@ fn service_without_endpoints_has_a_virtual_server_and_no_answer() {
     );
 }
 
-/// Services `svc-0..count` (10.100.x.y:80) with `endpoints` ready
-/// endpoints each, as one multi-document YAML text.
-fn many_services(count: usize, endpoints: usize) -> String {
-    let mut text = String::new();
-    for index in 0..count {
-        let ip = format!("10.100.{}.{}", index / 250, index % 250 + 1);
-        let _ = write!(
-            text,
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{index}, namespace: bulk}}\n\
-             spec: {{clusterIP: {ip}, clusterIPs: [{ip}], selector: {{app: svc-{index}}},\n  \
-             ports: [{{name: http, protocol: TCP, port: 80, targetPort: 8080}}]}}\n---\n\
-             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{name: svc-{index}-abcde, namespace: bulk, labels: {{kubernetes.io/service-name: svc-{index}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, protocol: TCP, port: 8080}}]\nendpoints:\n"
-        );
-        for endpoint in 0..endpoints {
-            let _ = writeln!(
-                text,
-                "- {{addresses: [10.{}.{}.{}], conditions: {{ready: true}}, nodeName: node1}}",
-                200 + endpoint,
-                index / 250,
-                index % 250 + 1
-            );
-        }
-        text.push_str("---\n");
-    }
-    text
-}
-
 /// The number of virtual servers in the kernel (a netlink dump).
 fn kernel_virtual_servers() -> usize {
     tokio::runtime::Builder::new_current_thread()
@@ -864,7 +835,8 @@ fn single_endpoint_change_with_2000_services() {
     std::fs::write(&bulk_file, many_services(SERVICES, 10)).expect("write the bulk manifests");
     let standin = Standin::start(&[&bulk_file]);
     standin.apply(&node_object());
-    let agent = start_agent(&standin, &[]);
+    // No periodic resync in the way: this measures the incremental path.
+    let agent = start_agent(&standin, &["--ipvs-sync-period", "1h"]);
     let first = agent.syncs()[0].clone();
     assert_eq!(
         (first.count("add_service"), first.count("add_real_server")),
@@ -893,15 +865,14 @@ fn single_endpoint_change_with_2000_services() {
             || ipvsadm(&["-Ln", "-t", "10.100.0.1:80"]),
         );
         api_to_kernel.push(started.elapsed().as_secs_f64() * 1e3);
-        let writes = wait_until(
-            "the sync line",
+        let programmed = |agent: &Agent| agent.log_text().matches("event_to_ack_ms=").count();
+        wait_until(
+            "the network programmed line",
             SYNC_TIMEOUT,
-            || {
-                let writes = incremental_writes(&agent, before);
-                (!writes.is_empty()).then_some(writes)
-            },
+            || (programmed(&agent) > round).then_some(()),
             || agent.log_text(),
         );
+        let writes = incremental_writes(&agent, before);
         let expected = if count == 11 {
             "add_real_server"
         } else {

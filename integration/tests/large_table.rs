@@ -83,3 +83,51 @@ async fn batch_writes_and_multipart_dumps_read_back_every_object() {
     assert!(handle.services().await.unwrap().is_empty());
     clear_table();
 }
+
+/// `table()` pipelines the real-server dumps: services whose real servers
+/// take several dump parts (2,000 each) among small ones (the kernel
+/// answers `EBUSY` to a dump asked while another is unfinished; those are
+/// asked again) are all read back completely.
+#[tokio::test]
+async fn pipelined_dumps_read_services_with_many_real_servers() {
+    use netlink_ipvs::{IpvsDestination, IpvsForwardingMethod, IpvsService, IpvsServiceKey};
+    require_guest();
+    clear_table();
+    let handle = connect();
+    let mut operations = Vec::new();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for index in 0..200usize {
+        let key = IpvsServiceKey::tcp(
+            format!("10.1.{}.{}", index / 250, index % 250 + 1)
+                .parse()
+                .unwrap(),
+            80,
+        );
+        operations.push(IpvsOperation::AddService(IpvsService::new(key, "rr")));
+        let count = if index % 20 == 0 { 2_000 } else { 3 };
+        for real in 0..count {
+            operations.push(IpvsOperation::AddDestination(
+                key,
+                IpvsDestination::new(
+                    format!("10.2.{}.{}", real / 250, real % 250 + 1)
+                        .parse()
+                        .unwrap(),
+                    8080,
+                    IpvsForwardingMethod::Masquerade,
+                    1,
+                ),
+            ));
+        }
+        expected.insert(key.to_string(), count);
+    }
+    assert!(handle.apply(&operations).await.iter().all(Result::is_ok));
+    for round in 0..3 {
+        let table = handle.table().await.expect("dump the whole table");
+        let read: BTreeMap<String, usize> = table
+            .iter()
+            .map(|entry| (entry.service.key.to_string(), entry.destinations.len()))
+            .collect();
+        assert_eq!(read, expected, "round {round}");
+    }
+    clear_table();
+}

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkDummy, LinkUnspec};
@@ -63,6 +63,14 @@ pub fn address_changes(current: &BTreeSet<IpAddr>, wanted: &BTreeSet<IpAddr>) ->
         added: wanted.difference(current).copied().collect(),
         removed: current.difference(wanted).copied().collect(),
     }
+}
+
+/// How many address changes are in flight at once.
+const ADDRESS_REQUESTS_IN_FLIGHT: usize = 64;
+
+/// fe80::/10.
+pub fn is_ipv6_link_local(address: &IpAddr) -> bool {
+    matches!(address, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 fn host_prefix(address: &IpAddr) -> u8 {
@@ -185,7 +193,9 @@ impl LinkManager {
         Ok(addresses)
     }
 
-    /// The addresses on the link `name` (empty when it does not exist).
+    /// The addresses on the link `name` (empty when it does not exist),
+    /// without the IPv6 link-local address the kernel gives every link
+    /// that is up: it is not a VIP, and not the agent's to remove.
     pub async fn addresses_of(&self, name: &str) -> Result<BTreeSet<IpAddr>, LinkError> {
         let Some(index) = self.link_index(name).await? else {
             return Ok(BTreeSet::new());
@@ -203,6 +213,7 @@ impl LinkManager {
             .iter()
             .filter(|message| message.header.index == index)
             .filter_map(address_of)
+            .filter(|address| !is_ipv6_link_local(address))
             .collect())
     }
 
@@ -217,49 +228,64 @@ impl LinkManager {
         let index = self.ensure_dummy(name).await?;
         let current = self.addresses_of(name).await?;
         let changes = address_changes(&current, wanted);
-        for address in &changes.added {
-            let prefix = host_prefix(address);
-            let mut add = self.handle.address().add(index, *address, prefix);
-            if address.is_ipv6() {
-                // No duplicate address detection: a VIP is usable at once
-                // (a tentative address cannot be connected to).
-                add.message_mut()
-                    .attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
-            }
-            match add.execute().await {
-                Ok(()) => {}
-                Err(error) if errno(&error) == Some(EEXIST) => {}
-                Err(error) => {
-                    return Err(request(format!("adding {address}/{prefix} to {name}"))(
-                        error,
-                    ))
-                }
-            }
-        }
-        for address in &changes.removed {
-            let prefix = host_prefix(address);
-            let mut message = AddressMessage::default();
-            message.header.index = index;
-            message.header.prefix_len = prefix;
-            message.header.family = if address.is_ipv4() {
-                netlink_packet_route::AddressFamily::Inet
-            } else {
-                netlink_packet_route::AddressFamily::Inet6
-            };
-            message.attributes.push(AddressAttribute::Local(*address));
-            message.attributes.push(AddressAttribute::Address(*address));
-            match self.handle.address().del(message).execute().await {
-                Ok(()) => {}
-                Err(error) if errno(&error) == Some(EADDRNOTAVAIL) => {}
-                Err(error) => {
-                    return Err(request(format!("removing {address}/{prefix} from {name}"))(
-                        error,
-                    ))
-                }
-            }
-        }
+        // Pipelined: thousands of VIPs must not cost thousands of round
+        // trips one after the other.
+        futures::stream::iter(changes.added.iter().copied())
+            .map(|address| self.add_address(name, index, address))
+            .buffer_unordered(ADDRESS_REQUESTS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        futures::stream::iter(changes.removed.iter().copied())
+            .map(|address| self.remove_address(name, index, address))
+            .buffer_unordered(ADDRESS_REQUESTS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
         Ok(changes)
+    }
+
+    async fn add_address(&self, name: &str, index: u32, address: IpAddr) -> Result<(), LinkError> {
+        let prefix = host_prefix(&address);
+        let mut add = self.handle.address().add(index, address, prefix);
+        if address.is_ipv6() {
+            // No duplicate address detection: a VIP is usable at once
+            // (a tentative address cannot be connected to).
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match add.execute().await {
+            Ok(()) => Ok(()),
+            Err(error) if errno(&error) == Some(EEXIST) => Ok(()),
+            Err(error) => Err(request(format!("adding {address}/{prefix} to {name}"))(
+                error,
+            )),
+        }
+    }
+
+    async fn remove_address(
+        &self,
+        name: &str,
+        index: u32,
+        address: IpAddr,
+    ) -> Result<(), LinkError> {
+        let prefix = host_prefix(&address);
+        let mut message = AddressMessage::default();
+        message.header.index = index;
+        message.header.prefix_len = prefix;
+        message.header.family = if address.is_ipv4() {
+            netlink_packet_route::AddressFamily::Inet
+        } else {
+            netlink_packet_route::AddressFamily::Inet6
+        };
+        message.attributes.push(AddressAttribute::Local(address));
+        message.attributes.push(AddressAttribute::Address(address));
+        match self.handle.address().del(message).execute().await {
+            Ok(()) => Ok(()),
+            Err(error) if errno(&error) == Some(EADDRNOTAVAIL) => Ok(()),
+            Err(error) => Err(request(format!("removing {address}/{prefix} from {name}"))(
+                error,
+            )),
+        }
     }
 
     /// Deletes the link `name`; nothing to do when it does not exist.
@@ -317,6 +343,8 @@ mod tests {
             ),
             (set(&["10.96.0.10"]), set(&[]), vec![], vec!["10.96.0.10"]),
         ];
+        assert!(is_ipv6_link_local(&"fe80::1".parse().unwrap()));
+        assert!(!is_ipv6_link_local(&"fd00::1".parse().unwrap()));
         for (current, wanted, added, removed) in cases {
             let changes = address_changes(&current, &wanted);
             let strings = |list: &[IpAddr]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();

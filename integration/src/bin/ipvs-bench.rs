@@ -18,13 +18,9 @@
 
 use std::time::{Duration, Instant};
 
+use integration::raw::{encode_datagrams, raw_burst};
 use integration::{clear_table, connect, ipvsadm, ipvsadm_restore, restore_rules, synthetic_table};
 use netlink_ipvs::{IpvsBatchOptions, IpvsHandle, IpvsOperation};
-use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
-use netlink_packet_generic::GenlMessage;
-use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
-
-const NLMSG_ERROR: u16 = 2;
 
 fn check_table(services: usize, destinations: usize, what: &str) {
     let saved = ipvsadm(&["-Sn"]);
@@ -35,86 +31,6 @@ fn check_table(services: usize, destinations: usize, what: &str) {
         (services, services * destinations),
         "{what} left an incomplete table"
     );
-}
-
-/// Encodes every operation as one netlink message, grouped into datagrams.
-fn encode_datagrams(
-    family_id: u16,
-    operations: &[IpvsOperation],
-    per_datagram: usize,
-) -> Vec<(Vec<u8>, usize, u32)> {
-    let mut sequence = 1u32;
-    operations
-        .chunks(per_datagram)
-        .map(|chunk| {
-            let mut datagram = Vec::new();
-            for (position, operation) in chunk.iter().enumerate() {
-                let mut genl = GenlMessage::from_payload(operation.to_message());
-                genl.set_resolved_family_id(family_id);
-                let mut message = NetlinkMessage::from(genl);
-                message.header.flags = if position + 1 == chunk.len() {
-                    NLM_F_REQUEST | NLM_F_ACK
-                } else {
-                    NLM_F_REQUEST
-                };
-                message.header.sequence_number = sequence;
-                sequence += 1;
-                message.finalize();
-                let start = datagram.len();
-                datagram.resize(start + message.buffer_len(), 0);
-                message.serialize(&mut datagram[start..]);
-            }
-            (datagram, chunk.len(), sequence - 1)
-        })
-        .collect()
-}
-
-/// Sends pre-encoded datagrams keeping at most `max_in_flight` messages
-/// unanswered, and reads every answer until each datagram's last message is
-/// answered. Returns the number of errors.
-fn raw_burst(datagrams: &[(Vec<u8>, usize, u32)], max_in_flight: usize) -> usize {
-    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
-    socket.bind_auto().expect("bind");
-    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
-    let _ = socket.set_rx_buf_sz(8 * 1024 * 1024);
-    socket.set_cap_ack(true).expect("cap ack");
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut pending = std::collections::VecDeque::new();
-    let (mut next, mut in_flight, mut errors) = (0, 0, 0);
-    while next < datagrams.len() || !pending.is_empty() {
-        while next < datagrams.len()
-            && (pending.is_empty() || in_flight + datagrams[next].1 <= max_in_flight)
-        {
-            socket.send(&datagrams[next].0, 0).expect("send");
-            in_flight += datagrams[next].1;
-            pending.push_back((datagrams[next].2, datagrams[next].1));
-            next += 1;
-        }
-        let length = socket.recv(&mut &mut buffer[..], 0).expect("recv");
-        let mut offset = 0;
-        while offset + 16 <= length {
-            let message_length =
-                u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes(buffer[offset + 4..offset + 6].try_into().unwrap());
-            let sequence = u32::from_ne_bytes(buffer[offset + 8..offset + 12].try_into().unwrap());
-            if kind == NLMSG_ERROR {
-                let code = i32::from_ne_bytes(buffer[offset + 16..offset + 20].try_into().unwrap());
-                if code != 0 {
-                    errors += 1;
-                }
-                if let Some(position) = pending.iter().position(|(last, _)| *last == sequence) {
-                    for (_, count) in pending.drain(..=position) {
-                        in_flight -= count;
-                    }
-                }
-            }
-            if message_length == 0 {
-                break;
-            }
-            offset += (message_length + 3) & !3;
-        }
-    }
-    errors
 }
 
 async fn batch(

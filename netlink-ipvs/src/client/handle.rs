@@ -30,6 +30,13 @@ use crate::service::{IpvsService, IpvsServiceKey};
 /// waits in it until read, so it bounds how many requests can be in flight.
 const RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
+/// How many real-server dumps [`IpvsHandle::table`] keeps in flight.
+pub const DUMPS_IN_FLIGHT: usize = 64;
+
+/// The kernel's answer to a dump request while another dump on the same
+/// socket is unfinished.
+const EBUSY: i32 = 16;
+
 /// The connection task: spawn it on the runtime (`tokio::spawn(connection)`)
 /// before using the handle.
 pub type IpvsConnection = netlink_proto::Connection<GenlMessage<IpvsMessage>>;
@@ -295,11 +302,30 @@ impl IpvsHandle {
 
     /// Reads every service with its real servers (what `ipvsadm -Ln`
     /// shows), in the kernel's order.
+    ///
+    /// The real-server dumps are pipelined: up to [`DUMPS_IN_FLIGHT`] are
+    /// sent before their answers are read (ipvsadm waits for each). The
+    /// kernel runs a dump's first part while it receives the request, so
+    /// a service whose real servers fit in one part is done at once; a
+    /// larger one keeps the socket's dump busy, and a request arriving
+    /// meanwhile is refused with `EBUSY`: those are asked again, one at a
+    /// time, once the pipelined ones are read.
     pub async fn table(&self) -> Result<Vec<IpvsTableEntry>, IpvsError> {
         let services = self.services().await?;
+        let answers: Vec<Result<Vec<IpvsDestination>, IpvsError>> =
+            futures::stream::iter(services.iter())
+                .map(|service| self.destinations(&service.key))
+                .buffered(DUMPS_IN_FLIGHT)
+                .collect()
+                .await;
         let mut table = Vec::with_capacity(services.len());
-        for service in services {
-            let destinations = self.destinations(&service.key).await?;
+        for (service, answer) in services.into_iter().zip(answers) {
+            let destinations = match answer {
+                Err(error) if error.errno() == Some(EBUSY) => {
+                    self.destinations(&service.key).await?
+                }
+                other => other?,
+            };
             table.push(IpvsTableEntry {
                 service,
                 destinations,

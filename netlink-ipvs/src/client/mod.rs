@@ -11,5 +11,5 @@ mod operation;
 
 pub use batch::IpvsBatchOptions;
 pub use error::IpvsError;
-pub use handle::{new_connection, IpvsConnection, IpvsHandle, IpvsTableEntry};
+pub use handle::{new_connection, IpvsConnection, IpvsHandle, IpvsTableEntry, DUMPS_IN_FLIGHT};
 pub use operation::IpvsOperation;

@@ -1,0 +1,43 @@
+//! Large synthetic clusters for tests and benchmarks, as manifests: the
+//! objects a real cluster would hold for `count` ClusterIP Services with
+//! `endpoints` ready endpoints each.
+
+use std::fmt::Write as _;
+
+/// The ClusterIP of Service `index` (10.100.x.y, up to 62,500 Services).
+pub fn service_ip(index: usize) -> String {
+    format!("10.100.{}.{}", index / 250, index % 250 + 1)
+}
+
+/// Endpoint `endpoint` of Service `index` (10.(200+e).x.y, up to 56).
+pub fn endpoint_ip(index: usize, endpoint: usize) -> String {
+    format!("10.{}.{}.{}", 200 + endpoint, index / 250, index % 250 + 1)
+}
+
+/// Services `svc-0..count` in namespace `bulk` (TCP port 80 → 8080) with
+/// one EndpointSlice each holding `endpoints` ready endpoints on `node1`,
+/// as one multi-document YAML text.
+pub fn many_services(count: usize, endpoints: usize) -> String {
+    let mut text = String::with_capacity(count * (400 + endpoints * 80));
+    for index in 0..count {
+        let ip = service_ip(index);
+        let _ = write!(
+            text,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{index}, namespace: bulk}}\n\
+             spec: {{clusterIP: {ip}, clusterIPs: [{ip}], selector: {{app: svc-{index}}},\n  \
+             ports: [{{name: http, protocol: TCP, port: 80, targetPort: 8080}}]}}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: svc-{index}-abcde, namespace: bulk, labels: {{kubernetes.io/service-name: svc-{index}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, protocol: TCP, port: 8080}}]\nendpoints:\n"
+        );
+        for endpoint in 0..endpoints {
+            let _ = writeln!(
+                text,
+                "- {{addresses: [{}], conditions: {{ready: true}}, nodeName: node1}}",
+                endpoint_ip(index, endpoint)
+            );
+        }
+        text.push_str("---\n");
+    }
+    text
+}
