@@ -276,6 +276,18 @@ impl Progress {
     }
 }
 
+/// Records the network programming latency of the events first received
+/// at `started`, now in the kernel (metric and log line).
+fn network_programmed(started: Instant, services: usize) {
+    let latency = started.elapsed();
+    crate::metrics::record_network_programming(latency);
+    info!(
+        services,
+        event_to_ack_ms = latency.as_secs_f64() * 1e3,
+        "network programmed"
+    );
+}
+
 /// While the API server is known to be unreachable (a watcher failed and
 /// none has heard from it since), asks it for its version every few
 /// seconds, so that health recovers even when no object changes.
@@ -391,12 +403,7 @@ pub async fn run_kubernetes(
                     Ok(report) => {
                         progress.synced(engine, &report);
                         if let Some(started) = started {
-                            crate::metrics::record_network_programming(started.elapsed());
-                            info!(
-                                services = services.len(),
-                                event_to_ack_ms = started.elapsed().as_secs_f64() * 1e3,
-                                "network programmed"
-                            );
+                            network_programmed(started, services.len());
                         }
                     }
                     Err(error) => {
@@ -413,12 +420,7 @@ pub async fn run_kubernetes(
                             progress.synced(engine, &report);
                             // Events it covered were programmed by it.
                             if let Some(started) = first_event {
-                                crate::metrics::record_network_programming(started.elapsed());
-                                info!(
-                                    services = dirty.len(),
-                                    event_to_ack_ms = started.elapsed().as_secs_f64() * 1e3,
-                                    "network programmed"
-                                );
+                                network_programmed(started, dirty.len());
                             }
                         }
                         Err(error) => {

@@ -34,6 +34,16 @@ pub fn require_guest() {
     }
 }
 
+/// A file of the repository's `examples/` (the Service document's
+/// examples as manifests).
+pub fn example(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration/ is inside the workspace")
+        .join("examples")
+        .join(name)
+}
+
 /// Runs `ipvsadm` with `args`, fails the test if it fails, returns stdout.
 pub fn ipvsadm(args: &[&str]) -> String {
     let output = Command::new("ipvsadm")

@@ -247,6 +247,23 @@ for line in sys.stdin:
     }
 }
 
+/// The three pods of the hostname example (`examples/hostname.yaml`, §2.1
+/// of the Service document), each answering its name over HTTP on 9376.
+pub fn hostname_pods() -> Vec<Pod> {
+    [
+        ("hostname-1", "10.244.1.54"),
+        ("hostname-2", "10.244.1.55"),
+        ("hostname-3", "10.244.2.53"),
+    ]
+    .into_iter()
+    .map(|(name, address)| {
+        let mut pod = Pod::create(name, address);
+        pod.serve("tcp", 9376);
+        pod
+    })
+    .collect()
+}
+
 impl Drop for Pod {
     fn drop(&mut self) {
         for server in &mut self.servers {

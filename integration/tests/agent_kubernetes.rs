@@ -9,7 +9,6 @@
 //! from an empty IPVS table and no `kube-ipvs0`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,22 +18,14 @@ use integration::bulk::many_services;
 use integration::node::{
     fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, wait_until, NODE_ARGS, NODE_IP,
 };
-use integration::pods::Pod;
+use integration::pods::{hostname_pods, Pod};
 use integration::standin::Standin;
-use integration::{connect, ipvsadm};
+use integration::{connect, example, ipvsadm};
 use netlink_ipvs::{IpvsProtocol, IpvsServiceKey};
 use serde_json::{json, Value};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(90);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("integration/ is inside the workspace")
-        .join("examples")
-        .join(name)
-}
 
 /// This node as the API knows it.
 fn node_object() -> Value {
@@ -223,18 +214,7 @@ fn incremental_writes(agent: &Agent, since: usize) -> BTreeMap<&'static str, u64
 #[test]
 fn hostname_round_robin_and_scaling() {
     fresh_node();
-    let _pods: Vec<Pod> = [
-        ("hostname-1", "10.244.1.54"),
-        ("hostname-2", "10.244.1.55"),
-        ("hostname-3", "10.244.2.53"),
-    ]
-    .into_iter()
-    .map(|(name, address)| {
-        let mut pod = Pod::create(name, address);
-        pod.serve("tcp", 9376);
-        pod
-    })
-    .collect();
+    let _pods: Vec<Pod> = hostname_pods();
     let client = Pod::create("client", "10.244.9.9");
     let standin = Standin::start(&[]);
     standin.apply(&node_object());
@@ -637,18 +617,7 @@ impl Drop for StopOnDrop {
 fn kill_during_a_large_sync_and_restart_without_failed_connections() {
     const SERVICES: usize = 5_000;
     fresh_node();
-    let _pods: Vec<Pod> = [
-        ("hostname-1", "10.244.1.54"),
-        ("hostname-2", "10.244.1.55"),
-        ("hostname-3", "10.244.2.53"),
-    ]
-    .into_iter()
-    .map(|(name, address)| {
-        let mut pod = Pod::create(name, address);
-        pod.serve("tcp", 9376);
-        pod
-    })
-    .collect();
+    let _pods: Vec<Pod> = hostname_pods();
     let client = Arc::new(Pod::create("client", "10.244.9.9"));
     let hostname = example("hostname.yaml");
     let standin = Standin::start(&[&hostname]);
@@ -753,18 +722,7 @@ fn kill_during_a_large_sync_and_restart_without_failed_connections() {
 #[test]
 fn watch_cuts_and_api_outage_leave_the_table_untouched() {
     fresh_node();
-    let _pods: Vec<Pod> = [
-        ("hostname-1", "10.244.1.54"),
-        ("hostname-2", "10.244.1.55"),
-        ("hostname-3", "10.244.2.53"),
-    ]
-    .into_iter()
-    .map(|(name, address)| {
-        let mut pod = Pod::create(name, address);
-        pod.serve("tcp", 9376);
-        pod
-    })
-    .collect();
+    let _pods: Vec<Pod> = hostname_pods();
     let client = Pod::create("client", "10.244.9.9");
     let standin = Standin::start(&[&example("hostname.yaml")]);
     standin.apply(&node_object());

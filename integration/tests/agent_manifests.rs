@@ -16,22 +16,11 @@ use integration::capture::NetlinkCapture;
 use integration::node::{
     fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, NODE_ARGS, NODE_IP,
 };
-use integration::pods::{run, Pod};
-use integration::{ipvs_family_id, ipvsadm};
+use integration::pods::{hostname_pods, run, Pod};
+use integration::{example, ipvs_family_id, ipvsadm};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("integration/ is inside the workspace")
-        .to_owned()
-}
-
-fn example(name: &str) -> PathBuf {
-    repository_root().join("examples").join(name)
-}
 
 /// A fresh writable folder for manifests.
 fn manifest_dir(test: &str) -> PathBuf {
@@ -64,18 +53,7 @@ fn start_agent(manifests: &[&Path], extra: &[&str]) -> Agent {
 #[test]
 fn hostname_service_round_robins_over_three_pods() {
     fresh_node();
-    let mut pods: Vec<Pod> = [
-        ("hostname-1", "10.244.1.54"),
-        ("hostname-2", "10.244.1.55"),
-        ("hostname-3", "10.244.2.53"),
-    ]
-    .into_iter()
-    .map(|(name, address)| {
-        let mut pod = Pod::create(name, address);
-        pod.serve("tcp", 9376);
-        pod
-    })
-    .collect();
+    let mut pods: Vec<Pod> = hostname_pods();
     let client = Pod::create("client", "10.244.9.9");
     let manifests = example("hostname.yaml");
     for sysctl in ["net/ipv4/vs/conntrack", "net/ipv4/vs/expire_nodest_conn"] {

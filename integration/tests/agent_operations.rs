@@ -2,23 +2,14 @@
 //! in each mode, and `cleanup` / `run --cleanup` removing only what the
 //! agent owns.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use integration::agent::{agent_binary, Agent};
 use integration::node::{fresh_node, kube_ipvs0_addresses, NODE_ARGS, NODE_IP};
-use integration::{ipvsadm, ipvsadm_restore};
+use integration::{example, ipvsadm, ipvsadm_restore};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("integration/ is inside the workspace")
-        .join("examples")
-        .join(name)
-}
 
 /// Runs `ipvs-agent ARGS...`; fails the test unless it succeeds; stdout.
 fn agent_command(args: &[&str]) -> String {
