@@ -134,6 +134,18 @@ impl Agent {
             .collect()
     }
 
+    /// Every `event_to_ack_ms` the agent logged (one per "network
+    /// programmed" line), in order.
+    pub fn event_to_ack_ms(&self) -> Vec<f64> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| {
+                let value = line.split("event_to_ack_ms=").nth(1)?;
+                value.split_whitespace().next()?.parse().ok()
+            })
+            .collect()
+    }
+
     /// Waits until at least `count` sync lines are logged; returns them all.
     pub fn wait_for_syncs(&mut self, count: usize, timeout: Duration) -> Vec<SyncLine> {
         let deadline = Instant::now() + timeout;

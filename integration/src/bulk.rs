@@ -41,3 +41,22 @@ pub fn many_services(count: usize, endpoints: usize) -> String {
     }
     text
 }
+
+/// The EndpointSlice of Service `index` (as [`many_services`] writes it)
+/// with its first `count` endpoints, as the JSON an API write sends.
+pub fn service_slice(index: usize, count: usize) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = (0..count)
+        .map(|endpoint| {
+            serde_json::json!({"addresses": [endpoint_ip(index, endpoint)],
+                               "conditions": {"ready": true}, "nodeName": "node1"})
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("svc-{index}-abcde"), "namespace": "bulk",
+                     "labels": {"kubernetes.io/service-name": format!("svc-{index}")}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+        "endpoints": endpoints
+    })
+}

@@ -2,7 +2,9 @@
 //! batch API sends, encoded before the clock starts and sent over a plain
 //! blocking socket with the same in-flight bound (used by the benchmarks).
 
-use netlink_ipvs::IpvsOperation;
+use std::time::{Duration, Instant};
+
+use netlink_ipvs::{IpvsBatchOptions, IpvsOperation};
 use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
@@ -87,4 +89,18 @@ pub fn raw_burst(datagrams: &[(Vec<u8>, usize, u32)], max_in_flight: usize) -> u
         }
     }
     errors
+}
+
+/// The floor for `operations`: encodes them as the batch API would
+/// (`options`), then times only sending them and reading every answer.
+/// Returns the time and the number of errors.
+pub fn timed_raw_burst(
+    family_id: u16,
+    operations: &[IpvsOperation],
+    options: &IpvsBatchOptions,
+) -> (Duration, usize) {
+    let datagrams = encode_datagrams(family_id, operations, options.messages_per_request);
+    let start = Instant::now();
+    let errors = raw_burst(&datagrams, options.max_in_flight);
+    (start.elapsed(), errors)
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::agent::Agent;
-use integration::bulk::many_services;
+use integration::bulk::{many_services, service_slice};
 use integration::node::{
     fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, wait_until, NODE_ARGS, NODE_IP,
 };
@@ -800,22 +800,12 @@ fn single_endpoint_change_with_2000_services() {
         (first.count("add_service"), first.count("add_real_server")),
         (SERVICES as u64, SERVICES as u64 * 10)
     );
-    let endpoints = |count: usize| -> Vec<Value> {
-        (0..count)
-            .map(|e| json!({"addresses": [format!("10.{}.0.1", 200 + e)], "conditions": {"ready": true}, "nodeName": "node1"}))
-            .collect()
-    };
-    let svc0 = |count: usize| {
-        let mut slice = slice("svc-0", &[("http", "TCP", 8080)], endpoints(count));
-        slice["metadata"]["namespace"] = json!("bulk");
-        slice
-    };
     let mut api_to_kernel = Vec::new();
     for round in 0..20 {
         let count = if round % 2 == 0 { 11 } else { 10 };
         let before = agent.syncs().len();
         let started = Instant::now();
-        standin.apply(&svc0(count));
+        standin.apply(&service_slice(0, count));
         wait_until(
             "the endpoint change to reach the kernel",
             SYNC_TIMEOUT,
@@ -823,11 +813,10 @@ fn single_endpoint_change_with_2000_services() {
             || ipvsadm(&["-Ln", "-t", "10.100.0.1:80"]),
         );
         api_to_kernel.push(started.elapsed().as_secs_f64() * 1e3);
-        let programmed = |agent: &Agent| agent.log_text().matches("event_to_ack_ms=").count();
         wait_until(
             "the network programmed line",
             SYNC_TIMEOUT,
-            || (programmed(&agent) > round).then_some(()),
+            || (agent.event_to_ack_ms().len() > round).then_some(()),
             || agent.log_text(),
         );
         let writes = incremental_writes(&agent, before);
@@ -838,14 +827,7 @@ fn single_endpoint_change_with_2000_services() {
         };
         assert_eq!(writes, [(expected, 1)].into(), "round {round}");
     }
-    let mut event_to_ack: Vec<f64> = agent
-        .log_text()
-        .lines()
-        .filter_map(|line| {
-            let value = line.split("event_to_ack_ms=").nth(1)?;
-            value.split_whitespace().next()?.parse().ok()
-        })
-        .collect();
+    let mut event_to_ack = agent.event_to_ack_ms();
     assert_eq!(event_to_ack.len(), 20, "one measurement per change");
     let summary = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);

@@ -30,8 +30,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration::agent::{agent_binary, Agent};
-use integration::bulk::{endpoint_ip, many_services};
-use integration::raw::{encode_datagrams, raw_burst};
+use integration::bulk::{many_services, service_slice};
+use integration::raw::timed_raw_burst;
 use integration::standin::Standin;
 use integration::{connect, ipvsadm, ipvsadm_restore};
 use netlink_ipvs::{
@@ -127,15 +127,12 @@ fn measure_restore(rules: &str) {
 async fn measure_raw(rules: &str) {
     let operations = operations_of(rules);
     let handle = connect();
-    let options = IpvsBatchOptions::default();
-    let datagrams = encode_datagrams(
+    let (elapsed, errors) = timed_raw_burst(
         handle.family_id(),
         &operations,
-        options.messages_per_request,
+        &IpvsBatchOptions::default(),
     );
-    let start = Instant::now();
-    let errors = raw_burst(&datagrams, options.max_in_flight);
-    result("p1_raw_floor_seconds", start.elapsed().as_secs_f64());
+    result("p1_raw_floor_seconds", elapsed.as_secs_f64());
     assert_eq!(errors, 0, "the raw burst failed");
     assert_eq!(ipvsadm(&["-Sn"]), rules, "the raw burst left another table");
 }
@@ -240,19 +237,6 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         "p2_restart_start_to_synced_seconds",
         started.elapsed().as_secs_f64(),
     );
-    let slice = |count: usize| {
-        let endpoints: Vec<serde_json::Value> = (0..count)
-            .map(|e| serde_json::json!({"addresses": [endpoint_ip(0, e)], "conditions": {"ready": true}, "nodeName": "node1"}))
-            .collect();
-        serde_json::json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "svc-0-abcde", "namespace": "bulk",
-                         "labels": {"kubernetes.io/service-name": "svc-0"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
-            "endpoints": endpoints
-        })
-    };
     let endpoints = rules.lines().filter(|l| l.starts_with("-a ")).count() / services;
     let mut messages: BTreeMap<u64, usize> = BTreeMap::new();
     for change in 0..100 {
@@ -262,19 +246,12 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         } else {
             endpoints
         };
-        standin.apply(&slice(count));
+        standin.apply(&service_slice(0, count));
         let syncs = agent.wait_for_syncs(before + 1, WAIT);
         *messages.entry(syncs[before].writes()).or_default() += 1;
     }
     result("p2_messages_per_change", format!("{messages:?}"));
-    let mut latencies: Vec<f64> = agent
-        .log_text()
-        .lines()
-        .filter_map(|line| {
-            let value = line.split("event_to_ack_ms=").nth(1)?;
-            value.split_whitespace().next()?.parse().ok()
-        })
-        .collect();
+    let mut latencies = agent.event_to_ack_ms();
     result("p2_changes_measured", latencies.len());
     result(
         "p2_event_to_ack_ms_p50",

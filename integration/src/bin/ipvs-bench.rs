@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration::raw::{encode_datagrams, raw_burst};
+use integration::raw::timed_raw_burst;
 use integration::{clear_table, connect, ipvsadm, ipvsadm_restore, restore_rules, synthetic_table};
 use netlink_ipvs::{IpvsBatchOptions, IpvsHandle, IpvsOperation};
 
@@ -80,14 +80,7 @@ async fn measure(method: &str, services: usize, destinations: usize) {
             elapsed
         }
         "raw" => {
-            let datagrams = encode_datagrams(
-                handle.family_id(),
-                &operations,
-                options.messages_per_request,
-            );
-            let start = Instant::now();
-            let errors = raw_burst(&datagrams, options.max_in_flight);
-            let elapsed = start.elapsed();
+            let (elapsed, errors) = timed_raw_burst(handle.family_id(), &operations, &options);
             assert_eq!(errors, 0, "raw burst failed");
             elapsed
         }
