@@ -1,23 +1,24 @@
 //! The `kube-ipvs0` dummy link and the node's addresses, over rtnetlink.
 //!
 //! [`address_changes`] (pure) decides what to add and remove;
-//! [`LinkManager`] reads and writes the kernel. Adding an address that is
-//! already there (`EEXIST`) and removing one that is gone
-//! (`EADDRNOTAVAIL`) are races another writer won: success.
+//! [`LinkManager`] reads and writes the kernel (address changes go in
+//! batches: [`crate::system::address_batch`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use futures::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkDummy, LinkUnspec};
 
 use crate::settings::LocalAddress;
+use crate::system::address_batch::{
+    send_address_datagrams, AddressRequest, ADDRESSES_PER_DATAGRAM,
+};
 
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
-const EADDRNOTAVAIL: i32 = 99;
 
 /// A failed rtnetlink request, naming what it was about.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,23 @@ pub enum LinkError {
     /// The rtnetlink socket could not be opened.
     #[error("opening an rtnetlink socket: {0}")]
     Socket(#[source] std::io::Error),
+    /// The kernel refused a request sent in a batch.
+    #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Refused {
+        /// What was asked (`adding 10.96.0.10/32 to kube-ipvs0`).
+        what: String,
+        /// The kernel's errno.
+        errno: i32,
+    },
+    /// A batch of requests could not be sent or answered.
+    #[error("{what}: {source}")]
+    Batch {
+        /// What was being done.
+        what: String,
+        /// The socket's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel refused a request.
     #[error("{what}: {source}")]
     Request {
@@ -65,20 +83,9 @@ pub fn address_changes(current: &BTreeSet<IpAddr>, wanted: &BTreeSet<IpAddr>) ->
     }
 }
 
-/// How many address changes are in flight at once.
-const ADDRESS_REQUESTS_IN_FLIGHT: usize = 64;
-
 /// fe80::/10.
 pub fn is_ipv6_link_local(address: &IpAddr) -> bool {
     matches!(address, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
-}
-
-fn host_prefix(address: &IpAddr) -> u8 {
-    if address.is_ipv4() {
-        32
-    } else {
-        128
-    }
 }
 
 /// rtnetlink access for the agent.
@@ -97,6 +104,11 @@ impl LinkManager {
 
     /// The index of the link `name`, if it exists.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        Ok(self.link(name).await?.map(|link| link.header.index))
+    }
+
+    /// The link `name`, if it exists.
+    async fn link(&self, name: &str) -> Result<Option<LinkMessage>, LinkError> {
         let mut links = self
             .handle
             .link()
@@ -104,47 +116,47 @@ impl LinkManager {
             .match_name(name.to_owned())
             .execute();
         match links.try_next().await {
-            Ok(Some(link)) => Ok(Some(link.header.index)),
-            Ok(None) => Ok(None),
+            Ok(link) => Ok(link),
             Err(error) if errno(&error) == Some(ENODEV) => Ok(None),
             Err(error) => Err(request(format!("reading link {name}"))(error)),
         }
     }
 
-    /// Creates the dummy link `name` if missing and sets it up (like `ip
-    /// link add NAME type dummy; ip link set NAME up`); returns its index.
+    /// Creates the dummy link `name` if missing, and keeps it down (as
+    /// kube-proxy does: addresses on a down dummy still get their `local`
+    /// routes, IPv4 and IPv6 alike, and traffic to them is delivered; on a
+    /// link that is up the kernel also re-checks every route through the
+    /// link on each address added, which makes binding thousands of VIPs
+    /// quadratic). Returns its index.
     pub async fn ensure_dummy(&self, name: &str) -> Result<u32, LinkError> {
-        let index = match self.link_index(name).await? {
-            Some(index) => index,
-            None => {
-                let created = self
-                    .handle
+        if let Some(link) = self.link(name).await? {
+            if link.header.flags.contains(LinkFlags::Up) {
+                self.handle
                     .link()
-                    .add(LinkDummy::new(name).up().build())
+                    .set(LinkUnspec::new_with_index(link.header.index).down().build())
                     .execute()
-                    .await;
-                match created {
-                    Ok(()) => {}
-                    Err(error) if errno(&error) == Some(EEXIST) => {}
-                    Err(error) => {
-                        return Err(request(format!("creating dummy link {name}"))(error))
-                    }
-                }
-                self.link_index(name)
-                    .await?
-                    .ok_or_else(|| LinkError::Request {
-                        what: format!("creating dummy link {name}"),
-                        source: rtnetlink::Error::RequestFailed,
-                    })?
+                    .await
+                    .map_err(request(format!("setting {name} down")))?;
             }
-        };
-        self.handle
+            return Ok(link.header.index);
+        }
+        let created = self
+            .handle
             .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
+            .add(LinkDummy::new(name).build())
             .execute()
-            .await
-            .map_err(request(format!("setting {name} up")))?;
-        Ok(index)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(error) if errno(&error) == Some(EEXIST) => {}
+            Err(error) => return Err(request(format!("creating dummy link {name}"))(error)),
+        }
+        self.link_index(name)
+            .await?
+            .ok_or_else(|| LinkError::Request {
+                what: format!("creating dummy link {name}"),
+                source: rtnetlink::Error::RequestFailed,
+            })
     }
 
     /// Every address on every interface, with the interface's name.
@@ -228,63 +240,41 @@ impl LinkManager {
         let index = self.ensure_dummy(name).await?;
         let current = self.addresses_of(name).await?;
         let changes = address_changes(&current, wanted);
-        // Pipelined: thousands of VIPs must not cost thousands of round
-        // trips one after the other.
-        futures::stream::iter(changes.added.iter().copied())
-            .map(|address| self.add_address(name, index, address))
-            .buffer_unordered(ADDRESS_REQUESTS_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
-        futures::stream::iter(changes.removed.iter().copied())
-            .map(|address| self.remove_address(name, index, address))
-            .buffer_unordered(ADDRESS_REQUESTS_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
-        Ok(changes)
-    }
-
-    async fn add_address(&self, name: &str, index: u32, address: IpAddr) -> Result<(), LinkError> {
-        let prefix = host_prefix(&address);
-        let mut add = self.handle.address().add(index, address, prefix);
-        if address.is_ipv6() {
-            // No duplicate address detection: a VIP is usable at once
-            // (a tentative address cannot be connected to).
-            add.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        // Batched: thousands of VIPs must not cost thousands of round
+        // trips one after the other (see `address_batch`).
+        let requests: Vec<AddressRequest> = changes
+            .added
+            .iter()
+            .map(|address| AddressRequest::Add(*address))
+            .chain(changes.removed.iter().map(|a| AddressRequest::Remove(*a)))
+            .collect();
+        if requests.is_empty() {
+            return Ok(changes);
         }
-        match add.execute().await {
-            Ok(()) => Ok(()),
-            Err(error) if errno(&error) == Some(EEXIST) => Ok(()),
-            Err(error) => Err(request(format!("adding {address}/{prefix} to {name}"))(
-                error,
-            )),
-        }
-    }
-
-    async fn remove_address(
-        &self,
-        name: &str,
-        index: u32,
-        address: IpAddr,
-    ) -> Result<(), LinkError> {
-        let prefix = host_prefix(&address);
-        let mut message = AddressMessage::default();
-        message.header.index = index;
-        message.header.prefix_len = prefix;
-        message.header.family = if address.is_ipv4() {
-            netlink_packet_route::AddressFamily::Inet
-        } else {
-            netlink_packet_route::AddressFamily::Inet6
-        };
-        message.attributes.push(AddressAttribute::Local(address));
-        message.attributes.push(AddressAttribute::Address(address));
-        match self.handle.address().del(message).execute().await {
-            Ok(()) => Ok(()),
-            Err(error) if errno(&error) == Some(EADDRNOTAVAIL) => Ok(()),
-            Err(error) => Err(request(format!("removing {address}/{prefix} from {name}"))(
-                error,
-            )),
+        let (requests, refused) = tokio::task::spawn_blocking(move || {
+            let refused = send_address_datagrams(index, &requests, ADDRESSES_PER_DATAGRAM);
+            (requests, refused)
+        })
+        .await
+        .map_err(|error| LinkError::Batch {
+            what: format!("changing the addresses of {name}"),
+            source: std::io::Error::other(error),
+        })?;
+        let refused = refused.map_err(|source| LinkError::Batch {
+            what: format!("changing the addresses of {name}"),
+            source,
+        })?;
+        match refused.first() {
+            None => Ok(changes),
+            Some(first) => Err(LinkError::Refused {
+                what: format!(
+                    "{} ({} of {} address changes refused)",
+                    requests[first.position].describe(name),
+                    refused.len(),
+                    requests.len()
+                ),
+                errno: first.errno,
+            }),
         }
     }
 
