@@ -34,6 +34,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::desired::cluster::{prune_service, Slice};
 use crate::desired::{ClusterState, ServiceRef};
 use crate::health::Health;
 use crate::metrics::ServerMetrics;
@@ -62,9 +63,15 @@ enum Change {
 }
 
 /// Objects of one kind received during a relist, applied when complete.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Relist<K> {
     items: Option<Vec<K>>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Self { items: None }
+    }
 }
 
 impl<K> Relist<K> {
@@ -87,8 +94,8 @@ struct Store {
     cluster: ClusterState,
     services_listed: bool,
     slices_listed: bool,
-    service_relist: Relist<Service>,
-    slice_relist: Relist<EndpointSlice>,
+    service_relist: Relist<(ServiceRef, Service)>,
+    slice_relist: Relist<(ServiceRef, Slice)>,
     node_addresses: Vec<IpAddr>,
 }
 
@@ -99,14 +106,14 @@ impl Store {
         match change {
             Change::Service(event) => match event {
                 Event::Init => self.service_relist.start(),
-                Event::InitApply(service) => self.service_relist.push(service),
+                // Kept pruned from the start: a relist of a large cluster
+                // must not hold every full object at once.
+                Event::InitApply(service) => self
+                    .service_relist
+                    .push((ServiceRef::of(&service.metadata), prune_service(service))),
                 Event::InitDone => {
-                    let listed: BTreeMap<ServiceRef, Service> = self
-                        .service_relist
-                        .finish()
-                        .into_iter()
-                        .map(|service| (ServiceRef::of(&service.metadata), service))
-                        .collect();
+                    let listed: BTreeMap<ServiceRef, Service> =
+                        self.service_relist.finish().into_iter().collect();
                     for (name, old) in &self.cluster.services {
                         if listed.get(name) != Some(old) {
                             touched.insert(name.clone());
@@ -122,6 +129,7 @@ impl Store {
                 }
                 Event::Apply(service) => {
                     let name = ServiceRef::of(&service.metadata);
+                    let service = prune_service(service);
                     if self.cluster.services.get(&name) != Some(&service) {
                         touched.insert(name);
                         self.cluster.insert_service(service);
@@ -136,14 +144,12 @@ impl Store {
             },
             Change::Slice(event) => match event {
                 Event::Init => self.slice_relist.start(),
-                Event::InitApply(slice) => self.slice_relist.push(slice),
+                Event::InitApply(slice) => self
+                    .slice_relist
+                    .push((ServiceRef::of(&slice.metadata), Slice::from(&slice))),
                 Event::InitDone => {
-                    let listed: BTreeMap<ServiceRef, EndpointSlice> = self
-                        .slice_relist
-                        .finish()
-                        .into_iter()
-                        .map(|slice| (ServiceRef::of(&slice.metadata), slice))
-                        .collect();
+                    let listed: BTreeMap<ServiceRef, Slice> =
+                        self.slice_relist.finish().into_iter().collect();
                     let stale: Vec<ServiceRef> = self
                         .cluster
                         .endpoint_slices
@@ -156,15 +162,16 @@ impl Store {
                     }
                     for (name, slice) in listed {
                         if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
-                            touched.extend(self.cluster.insert_slice(slice));
+                            touched.extend(self.cluster.insert_compact_slice(name, slice));
                         }
                     }
                     self.slices_listed = true;
                 }
                 Event::Apply(slice) => {
                     let name = ServiceRef::of(&slice.metadata);
+                    let slice = Slice::from(&slice);
                     if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
-                        touched.extend(self.cluster.insert_slice(slice));
+                        touched.extend(self.cluster.insert_compact_slice(name, slice));
                     }
                 }
                 Event::Delete(slice) => {

@@ -205,7 +205,7 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
         }
         "EndpointSlice" => {
             if let Some(slice) = parse::<EndpointSlice>(&value, &problem, loaded) {
-                loaded.cluster.insert_slice(slice);
+                loaded.cluster.insert_slice(&slice);
             }
         }
         _ => {}

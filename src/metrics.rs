@@ -132,9 +132,13 @@ pub fn record_sync(report: &SyncReport, repair: bool) {
 
 /// Records the size of the desired table and the Local-policy Services
 /// without local endpoints.
-pub fn record_table(desired: &Table, no_local_internal: usize, no_local_external: usize) {
-    gauge!("ipvs_agent_virtual_servers").set(desired.len() as f64);
-    let real_servers: usize = desired.values().map(|entry| entry.real_servers.len()).sum();
+pub fn record_table(
+    virtual_servers: usize,
+    real_servers: usize,
+    no_local_internal: usize,
+    no_local_external: usize,
+) {
+    gauge!("ipvs_agent_virtual_servers").set(virtual_servers as f64);
     gauge!("ipvs_agent_real_servers").set(real_servers as f64);
     gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy" => "internal")
         .set(no_local_internal as f64);

@@ -119,12 +119,12 @@ pub fn changed_services(old: &ClusterState, new: &ClusterState) -> BTreeSet<Serv
     }
     for (name, slice) in &new.endpoint_slices {
         if old.endpoint_slices.get(name) != Some(slice) {
-            changed.extend(ClusterState::service_of_slice(slice));
+            changed.extend(slice.service.clone());
         }
     }
     for (name, slice) in &old.endpoint_slices {
         if new.endpoint_slices.get(name) != Some(slice) {
-            changed.extend(ClusterState::service_of_slice(slice));
+            changed.extend(slice.service.clone());
         }
     }
     for (name, endpoints) in &new.endpoints {

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::apply::{apply_batch, reread, MessageCounts};
 use crate::desired::node_addresses::KUBE_IPVS_INTERFACE;
-use crate::desired::{desired_for_service, ClusterState, FieldError, ServiceDesired, ServiceRef};
+use crate::desired::{desired_for_service, ClusterState, FieldError, NoLocalEndpoints, ServiceRef};
 use crate::diff::{plan_changes, table, DrainPolicy, Draining, Ownership, Table};
 use crate::settings::{LocalAddress, NodeContext, ProxySettings};
 use crate::system::link::{is_ipv6_link_local, LinkError, LinkManager};
@@ -155,6 +155,25 @@ impl SyncReport {
     }
 }
 
+/// What one Service contributed to the desired state.
+#[derive(Debug, Clone, Default)]
+struct ServiceRecord {
+    /// Its virtual servers (without those another Service had first).
+    keys: Vec<IpvsServiceKey>,
+    /// The addresses it needs on `kube-ipvs0`.
+    bound_addresses: BTreeSet<IpAddr>,
+    /// Whether a Local traffic policy left it without local endpoints.
+    no_local_endpoints: NoLocalEndpoints,
+}
+
+/// Totals over the desired state, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct DesiredCounts {
+    real_servers: usize,
+    no_local_internal: usize,
+    no_local_external: usize,
+}
+
 /// The sync engine; see the module docs.
 #[derive(Debug)]
 pub struct SyncEngine {
@@ -162,8 +181,12 @@ pub struct SyncEngine {
     node: NodeContext,
     ipvs: IpvsHandle,
     links: LinkManager,
-    /// The desired state of each Service, as last computed.
-    services: BTreeMap<ServiceRef, ServiceDesired>,
+    /// What each Service contributed, as last computed (its entries are in
+    /// `desired`, not held twice).
+    services: BTreeMap<ServiceRef, ServiceRecord>,
+    /// Totals over `services` and `desired`, kept as they change (the
+    /// metrics must not cost a walk over the table on every event).
+    counts: DesiredCounts,
     /// The merged desired table, and which Service each key came from.
     desired: Table,
     key_owner: BTreeMap<IpvsServiceKey, ServiceRef>,
@@ -201,6 +224,7 @@ impl SyncEngine {
             ipvs,
             links,
             services: BTreeMap::new(),
+            counts: DesiredCounts::default(),
             desired: Table::new(),
             key_owner: BTreeMap::new(),
             wanted_addresses: BTreeMap::new(),
@@ -216,16 +240,12 @@ impl SyncEngine {
     fn record_metrics(&self, report: &SyncReport) {
         let repair = report.kind == SyncKind::Full && self.full_syncs > 1;
         crate::metrics::record_sync(report, repair);
-        let (internal, external) =
-            self.services
-                .values()
-                .fold((0, 0), |(internal, external), service| {
-                    (
-                        internal + usize::from(service.no_local_endpoints.internal),
-                        external + usize::from(service.no_local_endpoints.external),
-                    )
-                });
-        crate::metrics::record_table(&self.desired, internal, external);
+        crate::metrics::record_table(
+            self.desired.len(),
+            self.counts.real_servers,
+            self.counts.no_local_internal,
+            self.counts.no_local_external,
+        );
     }
 
     /// Refreshes the per-server counters from the kernel view (as read by
@@ -272,6 +292,7 @@ impl SyncEngine {
         let phase = Instant::now();
 
         self.services.clear();
+        self.counts = DesiredCounts::default();
         self.desired.clear();
         self.key_owner.clear();
         self.wanted_addresses.clear();
@@ -364,10 +385,14 @@ impl SyncEngine {
     ) -> BTreeSet<IpvsServiceKey> {
         let mut touched = BTreeSet::new();
         if let Some(old) = self.services.remove(service) {
-            for key in old.table.keys() {
+            self.counts.no_local_internal -= usize::from(old.no_local_endpoints.internal);
+            self.counts.no_local_external -= usize::from(old.no_local_endpoints.external);
+            for key in &old.keys {
                 if self.key_owner.get(key) == Some(service) {
                     self.key_owner.remove(key);
-                    self.desired.remove(key);
+                    if let Some(entry) = self.desired.remove(key) {
+                        self.counts.real_servers -= entry.real_servers.len();
+                    }
                 }
                 touched.insert(*key);
             }
@@ -409,15 +434,28 @@ impl SyncEngine {
         for (key, other) in conflicts {
             warn!(service = %service, "virtual server {key} is already {other}'s; not programmed for this Service");
         }
-        for (key, entry) in &new.table {
-            self.key_owner.insert(*key, service.clone());
-            self.desired.insert(*key, entry.clone());
-            touched.insert(*key);
+        let keys: Vec<IpvsServiceKey> = new.table.keys().copied().collect();
+        for (key, entry) in std::mem::take(&mut new.table) {
+            self.key_owner.insert(key, service.clone());
+            self.counts.real_servers += entry.real_servers.len();
+            if let Some(replaced) = self.desired.insert(key, entry) {
+                self.counts.real_servers -= replaced.real_servers.len();
+            }
+            touched.insert(key);
         }
         for address in &new.bound_addresses {
             *self.wanted_addresses.entry(*address).or_default() += 1;
         }
-        self.services.insert(service.clone(), new);
+        self.counts.no_local_internal += usize::from(new.no_local_endpoints.internal);
+        self.counts.no_local_external += usize::from(new.no_local_endpoints.external);
+        self.services.insert(
+            service.clone(),
+            ServiceRecord {
+                keys,
+                bound_addresses: new.bound_addresses,
+                no_local_endpoints: new.no_local_endpoints,
+            },
+        );
         touched
     }
 

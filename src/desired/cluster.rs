@@ -1,13 +1,26 @@
 //! The Kubernetes objects the desired state is computed from, indexed by
 //! the Service they belong to, so one Service's slices are found without
 //! scanning every slice.
+//!
+//! Only what the desired state reads is kept: a Service is pruned to the
+//! fields kube-proxy's rules look at ([`prune_service`]), an EndpointSlice
+//! becomes a [`Slice`] (addresses parsed, conditions, node name). A large
+//! cluster's objects carry much more (managed fields, owner references,
+//! target references, zones, hints, last-applied annotations); holding
+//! 200,000 endpoints as full API objects cost hundreds of MiB.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
+    ServiceStatus,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::virtual_servers::{SCHEDULER_ANNOTATION, SERVICE_PROXY_NAME_LABEL};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -46,15 +59,176 @@ impl fmt::Display for ServiceRef {
     }
 }
 
+/// An EndpointSlice as the desired state reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// The Service it belongs to (its `kubernetes.io/service-name` label,
+    /// in the slice's namespace); `None` without the label.
+    pub service: Option<ServiceRef>,
+    /// `addressType` (`IPv4`, `IPv6`, `FQDN`).
+    pub address_type: String,
+    /// `ports`.
+    pub ports: Vec<SlicePort>,
+    /// `endpoints`.
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+/// One of a slice's `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlicePort {
+    /// `name` (`None`: the unnamed port).
+    pub name: Option<String>,
+    /// `protocol` (`None`: TCP).
+    pub protocol: Option<String>,
+    /// `port`.
+    pub port: Option<i32>,
+}
+
+/// One of a slice's `endpoints`: its first address (the one kube-proxy
+/// uses), conditions and node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceEndpoint {
+    /// `addresses[0]` (`None` when there is none).
+    pub address: Option<EndpointAddress>,
+    /// `conditions.ready`.
+    pub ready: Option<bool>,
+    /// `conditions.serving`.
+    pub serving: Option<bool>,
+    /// `conditions.terminating`.
+    pub terminating: Option<bool>,
+    /// `nodeName`.
+    pub node_name: Option<Box<str>>,
+}
+
+/// An endpoint's address, parsed once when the slice arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAddress {
+    /// An IP address.
+    Ip(IpAddr),
+    /// Text that is not an IP address (reported as a problem).
+    Invalid(Box<str>),
+}
+
+impl From<&EndpointSlice> for Slice {
+    fn from(slice: &EndpointSlice) -> Self {
+        Self {
+            service: ClusterState::service_of_slice(slice),
+            address_type: slice.address_type.clone(),
+            ports: slice
+                .ports
+                .iter()
+                .flatten()
+                .map(|port| SlicePort {
+                    name: port.name.clone(),
+                    protocol: port.protocol.clone(),
+                    port: port.port,
+                })
+                .collect(),
+            endpoints: slice
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    let conditions = endpoint.conditions.as_ref();
+                    SliceEndpoint {
+                        address: endpoint.addresses.first().map(|text| {
+                            text.parse()
+                                .map(EndpointAddress::Ip)
+                                .unwrap_or_else(|_| EndpointAddress::Invalid(text.as_str().into()))
+                        }),
+                        ready: conditions.and_then(|c| c.ready),
+                        serving: conditions.and_then(|c| c.serving),
+                        terminating: conditions.and_then(|c| c.terminating),
+                        node_name: endpoint.node_name.as_deref().map(Box::from),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A Service with only the fields the desired state reads: its name,
+/// namespace, the `service.kubernetes.io/service-proxy-name` label, the
+/// scheduler annotation, the spec fields of kube-proxy's rules (type,
+/// ClusterIPs, externalIPs, ports, selector, affinity, traffic policies,
+/// NodePort allocation) and the load balancer ingress IPs with their
+/// `ipMode`. Two Services that prune equal program the same.
+pub fn prune_service(service: Service) -> Service {
+    let Service {
+        metadata,
+        spec,
+        status,
+    } = service;
+    let keep = |map: Option<BTreeMap<String, String>>, key: &str| {
+        map.and_then(|mut map| map.remove_entry(key))
+            .map(|(key, value)| BTreeMap::from([(key, value)]))
+    };
+    let metadata = ObjectMeta {
+        name: metadata.name,
+        namespace: metadata.namespace,
+        labels: keep(metadata.labels, SERVICE_PROXY_NAME_LABEL),
+        annotations: keep(metadata.annotations, SCHEDULER_ANNOTATION),
+        ..ObjectMeta::default()
+    };
+    let spec = spec.map(|spec| ServiceSpec {
+        type_: spec.type_,
+        cluster_ip: spec.cluster_ip,
+        cluster_ips: spec.cluster_ips,
+        external_ips: spec.external_ips,
+        ports: spec.ports.map(|ports| {
+            ports
+                .into_iter()
+                .map(|port| ServicePort {
+                    name: port.name,
+                    protocol: port.protocol,
+                    port: port.port,
+                    node_port: port.node_port,
+                    ..ServicePort::default()
+                })
+                .collect()
+        }),
+        selector: spec.selector,
+        session_affinity: spec.session_affinity,
+        session_affinity_config: spec.session_affinity_config,
+        internal_traffic_policy: spec.internal_traffic_policy,
+        external_traffic_policy: spec.external_traffic_policy,
+        allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports,
+        ..ServiceSpec::default()
+    });
+    let ingress = status
+        .and_then(|status| status.load_balancer)
+        .and_then(|load_balancer| load_balancer.ingress)
+        .map(|ingress| {
+            ingress
+                .into_iter()
+                .map(|ingress| LoadBalancerIngress {
+                    ip: ingress.ip,
+                    ip_mode: ingress.ip_mode,
+                    ..LoadBalancerIngress::default()
+                })
+                .collect::<Vec<_>>()
+        });
+    let status = ingress.map(|ingress| ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(ingress),
+        }),
+        ..ServiceStatus::default()
+    });
+    Service {
+        metadata,
+        spec,
+        status,
+    }
+}
+
 /// Services, EndpointSlices and legacy Endpoints, with the slices indexed
 /// by Service. Change it through the `insert_*` / `remove_*` methods so
 /// the index stays right.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
-    /// Services by `namespace/name`.
+    /// Services by `namespace/name` (pruned: [`prune_service`]).
     pub services: BTreeMap<ServiceRef, Service>,
     /// EndpointSlices by their own `namespace/name`.
-    pub endpoint_slices: BTreeMap<ServiceRef, EndpointSlice>,
+    pub endpoint_slices: BTreeMap<ServiceRef, Slice>,
     /// Legacy Endpoints by `namespace/name` (the Service's).
     pub endpoints: BTreeMap<ServiceRef, Endpoints>,
     slices_by_service: BTreeMap<ServiceRef, BTreeSet<ServiceRef>>,
@@ -71,10 +245,10 @@ impl ClusterState {
         ))
     }
 
-    /// Adds or replaces a Service.
+    /// Adds or replaces a Service (pruned: [`prune_service`]).
     pub fn insert_service(&mut self, service: Service) {
         self.services
-            .insert(ServiceRef::of(&service.metadata), service);
+            .insert(ServiceRef::of(&service.metadata), prune_service(service));
     }
 
     /// Removes a Service.
@@ -84,10 +258,18 @@ impl ClusterState {
 
     /// Adds or replaces an EndpointSlice; returns the Services whose state
     /// it may change (the old one's and the new one's).
-    pub fn insert_slice(&mut self, slice: EndpointSlice) -> BTreeSet<ServiceRef> {
-        let slice_ref = ServiceRef::of(&slice.metadata);
+    pub fn insert_slice(&mut self, slice: &EndpointSlice) -> BTreeSet<ServiceRef> {
+        self.insert_compact_slice(ServiceRef::of(&slice.metadata), Slice::from(slice))
+    }
+
+    /// Adds or replaces the slice `slice_ref`, already made compact.
+    pub fn insert_compact_slice(
+        &mut self,
+        slice_ref: ServiceRef,
+        slice: Slice,
+    ) -> BTreeSet<ServiceRef> {
         let mut touched = self.remove_slice(&slice_ref);
-        if let Some(service) = Self::service_of_slice(&slice) {
+        if let Some(service) = slice.service.clone() {
             self.slices_by_service
                 .entry(service.clone())
                 .or_default()
@@ -102,7 +284,7 @@ impl ClusterState {
     pub fn remove_slice(&mut self, slice_ref: &ServiceRef) -> BTreeSet<ServiceRef> {
         let mut touched = BTreeSet::new();
         if let Some(old) = self.endpoint_slices.remove(slice_ref) {
-            if let Some(service) = Self::service_of_slice(&old) {
+            if let Some(service) = old.service {
                 if let Some(slices) = self.slices_by_service.get_mut(&service) {
                     slices.remove(slice_ref);
                     if slices.is_empty() {
@@ -127,10 +309,7 @@ impl ClusterState {
     }
 
     /// The EndpointSlices of a Service.
-    pub fn slices_of(
-        &self,
-        service: &ServiceRef,
-    ) -> impl Iterator<Item = (&ServiceRef, &EndpointSlice)> {
+    pub fn slices_of(&self, service: &ServiceRef) -> impl Iterator<Item = (&ServiceRef, &Slice)> {
         self.slices_by_service
             .get(service)
             .into_iter()
@@ -140,5 +319,106 @@ impl ClusterState {
                     .get(slice_ref)
                     .map(|slice| (slice_ref, slice))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pruned_service_keeps_what_the_rules_read_and_nothing_else() {
+        let full: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "1234", "resourceVersion": "9",
+                "labels": {"app": "web", SERVICE_PROXY_NAME_LABEL: "other"},
+                "annotations": {SCHEDULER_ANNOTATION: "wrr",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "u"}]},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                "externalIPs": ["192.0.2.1"], "selector": {"app": "web"},
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080,
+                    "nodePort": 30080, "appProtocol": "http"}],
+                "sessionAffinity": "ClientIP", "externalTrafficPolicy": "Local",
+                "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": false,
+                "ipFamilies": ["IPv4"], "healthCheckNodePort": 31000},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP",
+                "hostname": "lb.example", "ports": [{"port": 80, "protocol": "TCP"}]}]},
+                "conditions": []}
+        }))
+        .unwrap();
+        let pruned = prune_service(full);
+        let expected: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                "labels": {SERVICE_PROXY_NAME_LABEL: "other"},
+                "annotations": {SCHEDULER_ANNOTATION: "wrr"}},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                "externalIPs": ["192.0.2.1"], "selector": {"app": "web"},
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "nodePort": 30080}],
+                "sessionAffinity": "ClientIP", "externalTrafficPolicy": "Local",
+                "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": false},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}}
+        }))
+        .unwrap();
+        assert_eq!(pruned, expected);
+        assert_eq!(
+            prune_service(pruned.clone()),
+            pruned,
+            "pruning is idempotent"
+        );
+    }
+
+    #[test]
+    fn a_slice_keeps_first_addresses_parsed_conditions_and_node() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "shop",
+                "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.244.0.5", "10.244.0.6"], "conditions": {"ready": false,
+                    "serving": true, "terminating": true}, "nodeName": "node1",
+                    "zone": "a", "targetRef": {"kind": "Pod", "name": "web-1"}},
+                {"addresses": ["not-an-ip"]},
+                {"addresses": []}
+            ]
+        }))
+        .unwrap();
+        let compact = Slice::from(&slice);
+        assert_eq!(
+            compact,
+            Slice {
+                service: Some(ServiceRef::new("shop", "web")),
+                address_type: "IPv4".into(),
+                ports: vec![SlicePort {
+                    name: Some("http".into()),
+                    protocol: None,
+                    port: Some(8080)
+                }],
+                endpoints: vec![
+                    SliceEndpoint {
+                        address: Some(EndpointAddress::Ip("10.244.0.5".parse().unwrap())),
+                        ready: Some(false),
+                        serving: Some(true),
+                        terminating: Some(true),
+                        node_name: Some("node1".into()),
+                    },
+                    SliceEndpoint {
+                        address: Some(EndpointAddress::Invalid("not-an-ip".into())),
+                        ready: None,
+                        serving: None,
+                        terminating: None,
+                        node_name: None,
+                    },
+                    SliceEndpoint {
+                        address: None,
+                        ready: None,
+                        serving: None,
+                        terminating: None,
+                        node_name: None,
+                    },
+                ],
+            }
+        );
     }
 }

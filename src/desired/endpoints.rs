@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::cluster::{ClusterState, ServiceRef};
+use super::cluster::{ClusterState, EndpointAddress, ServiceRef};
 use super::FieldError;
 
 /// The label that stops the mirroring of a legacy Endpoints object.
@@ -132,7 +132,7 @@ pub fn collect(
         if slice.address_type != wanted_type {
             continue;
         }
-        for (port_index, slice_port) in slice.ports.iter().flatten().enumerate() {
+        for (port_index, slice_port) in slice.ports.iter().enumerate() {
             let name = slice_port.name.as_deref().unwrap_or("");
             let protocol = slice_port.protocol.as_deref().unwrap_or("TCP");
             if name != port.name || protocol != port.protocol {
@@ -149,34 +149,34 @@ pub fn collect(
             };
             for (index, endpoint) in slice.endpoints.iter().enumerate() {
                 // kube-proxy uses an endpoint's first address.
-                let Some(text) = endpoint.addresses.first() else {
-                    continue;
-                };
-                let Ok(address) = text.parse::<IpAddr>() else {
-                    problem(
-                        "EndpointSlice",
-                        slice_ref,
-                        format!("endpoints[{index}].addresses[0]"),
-                        format!("{text:?} is not an IP address"),
-                    );
-                    continue;
+                let address = match &endpoint.address {
+                    None => continue,
+                    Some(EndpointAddress::Ip(address)) => *address,
+                    Some(EndpointAddress::Invalid(text)) => {
+                        problem(
+                            "EndpointSlice",
+                            slice_ref,
+                            format!("endpoints[{index}].addresses[0]"),
+                            format!("{text:?} is not an IP address"),
+                        );
+                        continue;
+                    }
                 };
                 if address.is_ipv6() != port.ipv6 {
                     problem(
                         "EndpointSlice",
                         slice_ref,
                         format!("endpoints[{index}].addresses[0]"),
-                        format!("{text} is not of the slice's addressType {wanted_type}"),
+                        format!("{address} is not of the slice's addressType {wanted_type}"),
                     );
                     continue;
                 }
-                let conditions = endpoint.conditions.as_ref();
                 add(
                     SocketAddr::new(address, number),
                     EndpointState {
-                        ready: conditions.and_then(|c| c.ready).unwrap_or(true),
-                        serving: conditions.and_then(|c| c.serving).unwrap_or(true),
-                        terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                        ready: endpoint.ready.unwrap_or(true),
+                        serving: endpoint.serving.unwrap_or(true),
+                        terminating: endpoint.terminating.unwrap_or(false),
                         local: endpoint.node_name.as_deref() == Some(node_name),
                     },
                 );

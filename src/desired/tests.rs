@@ -83,7 +83,7 @@ fn cluster_of(service: Service, slices: Vec<EndpointSlice>) -> ClusterState {
     let mut cluster = ClusterState::default();
     cluster.insert_service(service);
     for slice in slices {
-        cluster.insert_slice(slice);
+        cluster.insert_slice(&slice);
     }
     cluster
 }
@@ -835,7 +835,7 @@ fn slices_are_indexed_by_service_and_follow_relabelling() {
     );
     moved.metadata.labels =
         Some([("kubernetes.io/service-name".to_owned(), "other".to_owned())].into());
-    let touched = cluster.insert_slice(moved);
+    let touched = cluster.insert_slice(&moved);
     assert_eq!(
         touched,
         [web_ref(), ServiceRef::new("default", "other")].into()

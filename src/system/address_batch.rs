@@ -92,6 +92,15 @@ pub fn address_message(index: u32, request: &AddressRequest) -> RouteNetlinkMess
     }
 }
 
+/// The header flags of `request` without the ACK flag: what `ip address
+/// add` (create, fail if present) and `ip address del` send.
+fn request_flags(request: &AddressRequest) -> u16 {
+    match request {
+        AddressRequest::Add(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
+        AddressRequest::Remove(_) => NLM_F_REQUEST,
+    }
+}
+
 /// Requests packed into datagrams of at most `per_datagram` messages.
 /// Message `i` of `requests` has sequence number `i + 1`; only the last
 /// message of each datagram asks for an ACK.
@@ -108,7 +117,7 @@ pub fn encode_address_datagrams(
             for (position, request) in chunk.iter().enumerate() {
                 sequence += 1;
                 let mut message = NetlinkMessage::from(address_message(index, request));
-                message.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+                message.header.flags = request_flags(request);
                 if position + 1 == chunk.len() {
                     message.header.flags |= NLM_F_ACK;
                 }
@@ -235,10 +244,12 @@ mod tests {
             assert_eq!(message.header.sequence_number, position as u32 + 1);
             let acked = message.header.flags & NLM_F_ACK != 0;
             assert_eq!(acked, position % 2 == 1 || position == 4, "{position}");
-            assert_eq!(
-                message.header.flags & !NLM_F_ACK,
+            let expected = if position == 3 {
+                NLM_F_REQUEST
+            } else {
                 NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
-            );
+            };
+            assert_eq!(message.header.flags & !NLM_F_ACK, expected, "{position}");
             let NetlinkPayload::InnerMessage(inner) = &message.payload else {
                 panic!("not an rtnetlink message")
             };
