@@ -11,8 +11,10 @@
 //!   events.k8s.io/v1 `events` (namespaced);
 //!   all-namespace collections too (`/api/v1/services`, ...);
 //! - get, list (`fieldSelector` on `metadata.name` / `metadata.namespace`,
-//!   `labelSelector` with `k=v`, `k!=v`, `k` and `!k`; `limit` and
-//!   `continue` accepted, the whole list returned in one page), create
+//!   `labelSelector` with `k=v`, `k!=v`, `k` and `!k`; pages of `limit`
+//!   objects with a `continue` token, as kube-rs's watcher asks for: 500
+//!   a page; unlike a real API server, a later page shows the objects as
+//!   they are when it is asked for, not as they were at the first), create
 //!   (201, 409 AlreadyExists), update (PUT, 409 Conflict on a stale
 //!   `resourceVersion`), patch (JSON merge patch, also for strategic merge
 //!   patch content types), delete; `.../status` subresources behave as the
@@ -611,22 +613,45 @@ fn update(
     ok_json(StatusCode::OK, &object)
 }
 
+/// The `continue` token of a page that ended at `key`: the namespace and
+/// name to go on after (a real API server's token is opaque too).
+fn continue_token(key: &Key) -> String {
+    format!("{}/{}", key.1, key.2)
+}
+
 fn list(app: &App, target: &Target, query: &HashMap<String, String>) -> Response {
     let store = app.store.lock().unwrap_or_else(|e| e.into_inner());
-    let items: Vec<Value> = store
+    let limit = query
+        .get("limit")
+        .and_then(|value| value.parse::<usize>().ok())
+        .filter(|limit| *limit > 0)
+        .unwrap_or(usize::MAX);
+    // Namespaces hold no `/`: the token splits back into the key.
+    let after: Option<(&str, &str)> = query
+        .get("continue")
+        .and_then(|token| token.split_once('/'));
+    let mut matching = store
         .objects
         .iter()
         .filter(|((resource, _, _), _)| *resource == target.resource)
-        .map(|(_, object)| object)
-        .filter(|object| matches(object, target.namespace.as_deref(), query))
-        .cloned()
-        .collect();
+        .filter(|(key, _)| after.is_none_or(|after| (key.1.as_str(), key.2.as_str()) > after))
+        .filter(|(_, object)| matches(object, target.namespace.as_deref(), query));
+    let page: Vec<(&Key, &Value)> = matching.by_ref().take(limit).collect();
+    let remaining = matching.count();
+    let mut metadata = json!({"resourceVersion": store.revision.to_string()});
+    if remaining > 0 {
+        if let Some((last, _)) = page.last() {
+            metadata["continue"] = json!(continue_token(last));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let items: Vec<&Value> = page.into_iter().map(|(_, object)| object).collect();
     ok_json(
         StatusCode::OK,
         &json!({
             "kind": format!("{}List", target.resource.kind()),
             "apiVersion": target.resource.api_version(),
-            "metadata": {"resourceVersion": store.revision.to_string()},
+            "metadata": metadata,
             "items": items,
         }),
     )
