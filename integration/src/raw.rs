@@ -104,3 +104,87 @@ pub fn timed_raw_burst(
     let errors = raw_burst(&datagrams, options.max_in_flight);
     (start.elapsed(), errors)
 }
+
+const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP: u16 = 0x300;
+
+/// One `IPVS_CMD_GET_DEST` dump request per virtual server, encoded.
+pub fn encode_dest_dumps(family_id: u16, keys: &[netlink_ipvs::IpvsServiceKey]) -> Vec<Vec<u8>> {
+    use netlink_ipvs::{IpvsAttribute, IpvsCommand, IpvsMessage};
+    keys.iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let request = IpvsMessage::new(
+                IpvsCommand::GetDest,
+                vec![IpvsAttribute::Service(key.to_attributes())],
+            );
+            let mut genl = GenlMessage::from_payload(request);
+            genl.set_resolved_family_id(family_id);
+            let mut message = NetlinkMessage::from(genl);
+            message.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            message.header.sequence_number = index as u32 + 1;
+            message.finalize();
+            let mut bytes = vec![0u8; message.buffer_len()];
+            message.serialize(&mut bytes);
+            bytes
+        })
+        .collect()
+}
+
+/// Runs the pre-encoded dumps one after the other on one blocking socket,
+/// reading every answer until each dump's `NLMSG_DONE`, decoding nothing.
+/// Returns the bytes received.
+pub fn raw_dumps(requests: &[Vec<u8>]) -> usize {
+    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
+    socket.bind_auto().expect("bind");
+    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
+    let _ = socket.set_rx_buf_sz(1024 * 1024);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut received = 0;
+    for request in requests {
+        socket.send(request, 0).expect("send");
+        'dump: loop {
+            let length = socket.recv(&mut &mut buffer[..], 0).expect("recv");
+            received += length;
+            let mut offset = 0;
+            while offset + 16 <= length {
+                let message_length =
+                    u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(buffer[offset + 4..offset + 6].try_into().unwrap());
+                if kind == NLMSG_DONE || kind == NLMSG_ERROR {
+                    break 'dump;
+                }
+                if message_length == 0 {
+                    break;
+                }
+                offset += (message_length + 3) & !3;
+            }
+        }
+    }
+    received
+}
+
+/// The floor for reading the real servers of `keys`: every dump request
+/// encoded before the clock starts, then run on `sockets` sockets (one
+/// thread each, the keys split between them), nothing decoded. Returns the
+/// time and the bytes received.
+pub fn timed_raw_dumps(
+    family_id: u16,
+    keys: &[netlink_ipvs::IpvsServiceKey],
+    sockets: usize,
+) -> (Duration, usize) {
+    let requests = encode_dest_dumps(family_id, keys);
+    let share = requests.len().div_ceil(sockets.max(1)).max(1);
+    let start = Instant::now();
+    let received = std::thread::scope(|scope| {
+        let workers: Vec<_> = requests
+            .chunks(share)
+            .map(|chunk| scope.spawn(move || raw_dumps(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a dump thread"))
+            .sum()
+    });
+    (start.elapsed(), received)
+}

@@ -84,12 +84,11 @@ async fn batch_writes_and_multipart_dumps_read_back_every_object() {
     clear_table();
 }
 
-/// `table()` pipelines the real-server dumps: services whose real servers
-/// take several dump parts (2,000 each) among small ones (the kernel
-/// answers `EBUSY` to a dump asked while another is unfinished; those are
-/// asked again) are all read back completely.
+/// `table()` splits the real-server dumps between reader sockets: services
+/// whose real servers take several dump parts (2,000 each) among small
+/// ones are all read back completely, in the kernel's order.
 #[tokio::test]
-async fn pipelined_dumps_read_services_with_many_real_servers() {
+async fn table_readers_read_services_with_many_real_servers() {
     use netlink_ipvs::{IpvsDestination, IpvsForwardingMethod, IpvsService, IpvsServiceKey};
     require_guest();
     clear_table();
@@ -128,6 +127,15 @@ async fn pipelined_dumps_read_services_with_many_real_servers() {
             .map(|entry| (entry.service.key.to_string(), entry.destinations.len()))
             .collect();
         assert_eq!(read, expected, "round {round}");
+        let order: Vec<IpvsServiceKey> = table.iter().map(|entry| entry.service.key).collect();
+        let listed: Vec<IpvsServiceKey> = handle
+            .services()
+            .await
+            .expect("list services")
+            .iter()
+            .map(|service| service.key)
+            .collect();
+        assert_eq!(order, listed, "round {round}: the kernel's order");
     }
     clear_table();
 }

@@ -48,7 +48,7 @@ pub use address::IpvsAddressFamily;
 pub use attribute::IpvsAttribute;
 pub use client::{
     new_connection, IpvsBatchOptions, IpvsConnection, IpvsError, IpvsHandle, IpvsOperation,
-    IpvsTableEntry, DUMPS_IN_FLIGHT,
+    IpvsTableEntry, TABLE_READERS,
 };
 pub use command::IpvsCommand;
 pub use config::IpvsTimeouts;

@@ -473,3 +473,58 @@ fn kernel_errors_carry_the_errno_ipvsadm_saw() {
         assert_eq!(codes, vec![-errno], "{name}");
     }
 }
+
+/// The table reader's direct decoding gives, on every real server the
+/// kernel sent in the captures, exactly what the typed model gives.
+#[test]
+fn real_servers_decoded_directly_equal_the_typed_model() {
+    let mut compared = 0;
+    for capture in all_captures() {
+        for (_, bytes) in capture.messages.iter().filter(|(sent, _)| !sent) {
+            let Ok(message) = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(bytes) else {
+                continue;
+            };
+            let NetlinkPayload::InnerMessage(genl) = message.payload else {
+                continue;
+            };
+            if genl.payload.command != IpvsCommand::NewDest {
+                continue;
+            }
+            let typed: Vec<&Vec<netlink_ipvs::IpvsDestAttribute>> = genl
+                .payload
+                .attributes
+                .iter()
+                .filter_map(|attribute| match attribute {
+                    IpvsAttribute::Dest(nlas) => Some(nlas),
+                    _ => None,
+                })
+                .collect();
+            let raw: Vec<&[u8]> = netlink_packet_core::NlasIterator::new(&bytes[20..])
+                .map(|nla| nla.unwrap())
+                .filter(|nla| nla.kind() & netlink_packet_core::NLA_TYPE_MASK == 2)
+                .map(|nla| {
+                    let length = nla.value_length();
+                    &nla.into_inner()[4..4 + length]
+                })
+                .collect();
+            assert_eq!(typed.len(), raw.len(), "{}", capture.name);
+            for (typed, raw) in typed.into_iter().zip(raw) {
+                for family in [IpvsAddressFamily::Inet, IpvsAddressFamily::Inet6] {
+                    let expected = IpvsDestination::from_attributes(typed, family);
+                    let direct = IpvsDestination::decode_nest(raw, family);
+                    match (expected, direct) {
+                        (Ok(expected), Ok(direct)) => {
+                            assert_eq!(direct, expected, "{}", capture.name)
+                        }
+                        (Err(_), Err(_)) => {}
+                        (expected, direct) => {
+                            panic!("{}: {expected:?} vs {direct:?}", capture.name)
+                        }
+                    }
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 6, "only {compared} real servers compared");
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use integration::agent::{agent_binary, Agent};
 use integration::bulk::{many_services, service_slice};
-use integration::raw::timed_raw_burst;
+use integration::raw::{timed_raw_burst, timed_raw_dumps};
 use integration::standin::Standin;
 use integration::{connect, ipvsadm, ipvsadm_restore};
 use netlink_ipvs::{
@@ -121,6 +121,32 @@ fn measure_restore(rules: &str) {
     ipvsadm_restore(rules);
     result("p1_ipvsadm_restore_seconds", start.elapsed().as_secs_f64());
     assert_eq!(ipvsadm(&["-Sn"]), rules, "ipvsadm -R left another table");
+}
+
+/// Reading a table the way P3 does, without the agent (for work on the
+/// read path): `ipvsadm -R` of the rules, then `ipvsadm -Ln`, the dump in
+/// a bare process, `ipvs-agent list -n` and the raw floors.
+fn measure_read(rules: &str) {
+    ipvsadm_restore(rules);
+    let mut listings: Vec<f64> = (0..3).map(|_| timed(&["ipvsadm", "-Ln"])).collect();
+    result("p3_ipvsadm_list_seconds_median", median(&mut listings));
+    let mut dumps: Vec<f64> = (0..3).map(|_| dump_table_seconds()).collect();
+    result(
+        "p3_table_dump_in_process_seconds_median",
+        median(&mut dumps),
+    );
+    let agent_path = agent_binary().display().to_string();
+    let mut lists: Vec<f64> = (0..3)
+        .map(|_| timed(&[&agent_path, "list", "-n"]))
+        .collect();
+    result("p3_agent_list_seconds_median", median(&mut lists));
+    for sockets in [1, 2] {
+        let mut floors: Vec<f64> = (0..3).map(|_| raw_dump_floor_seconds(sockets)).collect();
+        result(
+            &format!("p3_raw_dump_floor_{sockets}_sockets_seconds_median"),
+            median(&mut floors),
+        );
+    }
 }
 
 /// The raw burst of the same operations, pre-encoded.
@@ -218,6 +244,13 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         "p3_table_dump_in_process_seconds_median",
         median(&mut dumps),
     );
+    for sockets in [1, 2] {
+        let mut floors: Vec<f64> = (0..3).map(|_| raw_dump_floor_seconds(sockets)).collect();
+        result(
+            &format!("p3_raw_dump_floor_{sockets}_sockets_seconds_median"),
+            median(&mut floors),
+        );
+    }
     let agent_path = agent_binary().display().to_string();
     let mut lists: Vec<f64> = (0..3)
         .map(|_| timed(&[&agent_path, "list", "-n"]))
@@ -306,6 +339,30 @@ fn dump_table_seconds() -> f64 {
     .expect("the dump thread")
 }
 
+/// The kernel's floor for a full read: the real-server dumps of every
+/// virtual server, pre-encoded, run on `sockets` blocking sockets (one
+/// thread each), nothing decoded. The virtual servers are listed first,
+/// outside the time.
+fn raw_dump_floor_seconds(sockets: usize) -> f64 {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (family_id, keys) = runtime.block_on(async {
+            let handle = connect();
+            let services = handle.services().await.expect("list virtual servers");
+            let keys: Vec<IpvsServiceKey> = services.iter().map(|s| s.key).collect();
+            (handle.family_id(), keys)
+        });
+        let (elapsed, received) = timed_raw_dumps(family_id, &keys, sockets);
+        assert!(received > 0);
+        elapsed.as_secs_f64()
+    })
+    .join()
+    .expect("the dump thread")
+}
+
 /// Runs `agent-bench --measure WHAT ARGS...` in a fresh network namespace
 /// with loopback up; returns its RESULT lines.
 fn in_fresh_namespace(what: &str, args: &[&str]) -> Vec<(String, String)> {
@@ -355,6 +412,7 @@ async fn main() {
             .as_slice()
         {
             [_, "restore", rules_path] => measure_restore(&rules(rules_path)),
+            [_, "read", rules_path] => measure_read(&rules(rules_path)),
             [_, "raw", rules_path] => measure_raw(&rules(rules_path)).await,
             [_, "agent", manifests, rules_path, services] => measure_agent(
                 Path::new(manifests),

@@ -16,6 +16,7 @@ use super::batch::BatchSocket;
 use super::error::IpvsError;
 use super::family::resolve_family_id;
 use super::operation::IpvsOperation;
+use super::read::{read_table, TABLE_READERS};
 use crate::attribute::IpvsAttribute;
 use crate::command::IpvsCommand;
 use crate::config::IpvsTimeouts;
@@ -29,13 +30,6 @@ use crate::service::{IpvsService, IpvsServiceKey};
 /// `net.core.rmem_max` (and doubles it); every pipelined request's ACK
 /// waits in it until read, so it bounds how many requests can be in flight.
 const RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-
-/// How many real-server dumps [`IpvsHandle::table`] keeps in flight.
-pub const DUMPS_IN_FLIGHT: usize = 64;
-
-/// The kernel's answer to a dump request while another dump on the same
-/// socket is unfinished.
-const EBUSY: i32 = 16;
 
 /// The connection task: spawn it on the runtime (`tokio::spawn(connection)`)
 /// before using the handle.
@@ -278,60 +272,24 @@ impl IpvsHandle {
             vec![IpvsAttribute::Service(key.to_attributes())],
         );
         let replies = self.request(request, ReplyMode::Dump, describe).await?;
-        let family = key.family();
-        let mut destinations = Vec::with_capacity(replies.len());
-        let mut seen = std::collections::HashSet::with_capacity(replies.len());
-        for reply in replies {
-            for attribute in reply.attributes {
-                if let IpvsAttribute::Dest(nlas) = attribute {
-                    let destination =
-                        IpvsDestination::from_attributes(&nlas, family).map_err(|source| {
-                            IpvsError::Decode {
-                                request: describe(),
-                                source,
-                            }
-                        })?;
-                    if seen.insert(destination.key) {
-                        destinations.push(destination);
-                    }
-                }
-            }
-        }
-        Ok(destinations)
+        parse_destinations(replies, key.family(), describe)
     }
 
     /// Reads every service with its real servers (what `ipvsadm -Ln`
     /// shows), in the kernel's order.
     ///
-    /// The real-server dumps are pipelined: up to [`DUMPS_IN_FLIGHT`] are
-    /// sent before their answers are read (ipvsadm waits for each). The
-    /// kernel runs a dump's first part while it receives the request, so
-    /// a service whose real servers fit in one part is done at once; a
-    /// larger one keeps the socket's dump busy, and a request arriving
-    /// meanwhile is refused with `EBUSY`: those are asked again, one at a
-    /// time, once the pipelined ones are read.
+    /// Not over this handle's socket: the dumps run on
+    /// [`TABLE_READERS`](super::read::TABLE_READERS) blocking sockets of
+    /// their own, on blocking threads, back to back (see `read.rs` for
+    /// why: the async path cost five times the kernel's own work).
     pub async fn table(&self) -> Result<Vec<IpvsTableEntry>, IpvsError> {
-        let services = self.services().await?;
-        let answers: Vec<Result<Vec<IpvsDestination>, IpvsError>> =
-            futures::stream::iter(services.iter())
-                .map(|service| self.destinations(&service.key))
-                .buffered(DUMPS_IN_FLIGHT)
-                .collect()
-                .await;
-        let mut table = Vec::with_capacity(services.len());
-        for (service, answer) in services.into_iter().zip(answers) {
-            let destinations = match answer {
-                Err(error) if error.errno() == Some(EBUSY) => {
-                    self.destinations(&service.key).await?
-                }
-                other => other?,
-            };
-            table.push(IpvsTableEntry {
-                service,
-                destinations,
-            });
-        }
-        Ok(table)
+        let family_id = self.family_id;
+        tokio::task::spawn_blocking(move || read_table(family_id, TABLE_READERS))
+            .await
+            .map_err(|error| IpvsError::UnexpectedReply {
+                request: "read the table".into(),
+                detail: format!("the reading task failed: {error}"),
+            })?
     }
 
     /// Reads the connection timeouts, like `ipvsadm -L --timeout`.
@@ -454,7 +412,7 @@ impl IpvsHandle {
     }
 }
 
-fn parse_services(
+pub(crate) fn parse_services(
     replies: Vec<IpvsMessage>,
     describe: impl Fn() -> String,
 ) -> Result<Vec<IpvsService>, IpvsError> {
@@ -472,4 +430,31 @@ fn parse_services(
         }
     }
     Ok(services)
+}
+
+/// The real servers in the replies to a real-server dump (each once).
+pub(crate) fn parse_destinations(
+    replies: Vec<IpvsMessage>,
+    family: crate::address::IpvsAddressFamily,
+    describe: impl Fn() -> String,
+) -> Result<Vec<IpvsDestination>, IpvsError> {
+    let mut destinations = Vec::with_capacity(replies.len());
+    let mut seen = std::collections::HashSet::with_capacity(replies.len());
+    for reply in replies {
+        for attribute in reply.attributes {
+            if let IpvsAttribute::Dest(nlas) = attribute {
+                let destination =
+                    IpvsDestination::from_attributes(&nlas, family).map_err(|source| {
+                        IpvsError::Decode {
+                            request: describe(),
+                            source,
+                        }
+                    })?;
+                if seen.insert(destination.key) {
+                    destinations.push(destination);
+                }
+            }
+        }
+    }
+    Ok(destinations)
 }

@@ -8,8 +8,10 @@ mod error;
 mod family;
 mod handle;
 mod operation;
+mod read;
 
 pub use batch::IpvsBatchOptions;
 pub use error::IpvsError;
-pub use handle::{new_connection, IpvsConnection, IpvsHandle, IpvsTableEntry, DUMPS_IN_FLIGHT};
+pub use handle::{new_connection, IpvsConnection, IpvsHandle, IpvsTableEntry};
 pub use operation::IpvsOperation;
+pub use read::TABLE_READERS;

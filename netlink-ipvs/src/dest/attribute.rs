@@ -10,7 +10,7 @@ use netlink_packet_core::{
 use crate::nla::{emit_list, kind_of, list_len, other, put};
 use crate::stats::{parse_stats, stats_nlas, IpvsStatsAttribute, IpvsStatsWidth};
 
-const IPVS_DEST_ATTR_ADDR: u16 = 1;
+pub(crate) const IPVS_DEST_ATTR_ADDR: u16 = 1;
 const IPVS_DEST_ATTR_PORT: u16 = 2;
 const IPVS_DEST_ATTR_FWD_METHOD: u16 = 3;
 const IPVS_DEST_ATTR_WEIGHT: u16 = 4;
@@ -19,9 +19,9 @@ const IPVS_DEST_ATTR_L_THRESH: u16 = 6;
 const IPVS_DEST_ATTR_ACTIVE_CONNS: u16 = 7;
 const IPVS_DEST_ATTR_INACT_CONNS: u16 = 8;
 const IPVS_DEST_ATTR_PERSIST_CONNS: u16 = 9;
-const IPVS_DEST_ATTR_STATS: u16 = 10;
+pub(crate) const IPVS_DEST_ATTR_STATS: u16 = 10;
 const IPVS_DEST_ATTR_ADDR_FAMILY: u16 = 11;
-const IPVS_DEST_ATTR_STATS64: u16 = 12;
+pub(crate) const IPVS_DEST_ATTR_STATS64: u16 = 12;
 const IPVS_DEST_ATTR_TUN_TYPE: u16 = 13;
 const IPVS_DEST_ATTR_TUN_PORT: u16 = 14;
 const IPVS_DEST_ATTR_TUN_FLAGS: u16 = 15;
@@ -133,7 +133,7 @@ impl IpvsDestAttribute {
     /// Parses one attribute of a destination nest.
     pub fn parse(buffer: &NlaBuffer<&[u8]>) -> Result<Self, DecodeError> {
         let value = buffer.value();
-        let u32_of = |name: &str| parse_u32(value).context(format!("invalid {name}"));
+        let u32_of = |name: &str| parse_u32(value).with_context(|| format!("invalid {name}"));
         Ok(match kind_of(buffer) {
             IPVS_DEST_ATTR_ADDR => {
                 if value.len() > 16 {

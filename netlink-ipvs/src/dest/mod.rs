@@ -4,15 +4,18 @@
 
 mod attribute;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
-use netlink_packet_core::DecodeError;
+use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator};
 
+use attribute::{IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_STATS, IPVS_DEST_ATTR_STATS64};
 pub use attribute::IpvsDestAttribute;
 
 use crate::address::{decode_address, encode_address, IpvsAddressFamily};
-use crate::stats::IpvsStats;
+use crate::nla::kind_of;
+use crate::stats::{IpvsStats, IpvsStatsWidth};
 
 const IP_VS_CONN_F_FWD_MASK: u32 = 0x0007;
 const IP_VS_CONN_F_MASQ: u32 = 0;
@@ -238,50 +241,124 @@ impl IpvsDestination {
         attributes: &[IpvsDestAttribute],
         service_family: IpvsAddressFamily,
     ) -> Result<Self, DecodeError> {
-        let mut family = service_family;
-        let mut raw_address = None;
-        let mut port = None;
-        let mut stats64 = None;
-        let mut stats32 = None;
-        let mut destination = Self::new(
-            IpAddr::from([0, 0, 0, 0]),
-            0,
-            IpvsForwardingMethod::Masquerade,
-            0,
-        );
+        let mut builder = DestinationBuilder::new(service_family);
         for attribute in attributes {
             match attribute {
-                IpvsDestAttribute::Address(v) => raw_address = Some(v.as_slice()),
-                IpvsDestAttribute::AddressFamily(v) => family = IpvsAddressFamily::from(*v),
-                IpvsDestAttribute::Port(v) => port = Some(*v),
-                IpvsDestAttribute::ForwardingMethod(v) => {
-                    destination.forwarding = IpvsForwardingMethod::from(*v)
-                }
-                IpvsDestAttribute::Weight(v) => destination.weight = *v,
-                IpvsDestAttribute::UpperThreshold(v) => destination.upper_threshold = *v,
-                IpvsDestAttribute::LowerThreshold(v) => destination.lower_threshold = *v,
-                IpvsDestAttribute::ActiveConnections(v) => destination.active_connections = *v,
-                IpvsDestAttribute::InactiveConnections(v) => destination.inactive_connections = *v,
-                IpvsDestAttribute::PersistentConnections(v) => {
-                    destination.persistent_connections = *v
-                }
-                IpvsDestAttribute::TunnelType(v) => {
-                    destination.tunnel_type = IpvsTunnelType::from(*v)
-                }
-                IpvsDestAttribute::TunnelPort(v) => destination.tunnel_port = *v,
-                IpvsDestAttribute::TunnelFlags(v) => destination.tunnel_flags = IpvsTunnelFlags(*v),
-                IpvsDestAttribute::Stats64(v) => stats64 = Some(IpvsStats::from_attributes(v)),
-                IpvsDestAttribute::Stats(v) => stats32 = Some(IpvsStats::from_attributes(v)),
-                _ => {}
+                IpvsDestAttribute::Address(v) => builder.raw_address = Some(Cow::Borrowed(v)),
+                other => builder.apply(other),
             }
         }
-        let raw_address =
-            raw_address.ok_or_else(|| DecodeError::from("missing IPVS_DEST_ATTR_ADDR"))?;
-        destination.key = IpvsDestinationKey {
-            address: decode_address(raw_address, family, "IPVS_DEST_ATTR_ADDR")?,
-            port: port.ok_or_else(|| DecodeError::from("missing IPVS_DEST_ATTR_PORT"))?,
+        builder.finish()
+    }
+
+    /// Decodes a real server straight from the value of an
+    /// `IPVS_CMD_ATTR_DEST` nest, with no attribute list in between (the
+    /// table reader's path: hundreds of thousands of real servers). Each
+    /// attribute is parsed by [`IpvsDestAttribute::parse`] as in
+    /// [`IpvsDestination::from_attributes`], except the counter nests,
+    /// which are summed into [`IpvsStats`] as they are read (and the
+    /// 32-bit one only when there is no 64-bit one). Gives what
+    /// `from_attributes` gives on the parsed nest (tested).
+    pub fn decode_nest(nest: &[u8], service_family: IpvsAddressFamily) -> Result<Self, DecodeError> {
+        let mut builder = DestinationBuilder::new(service_family);
+        let mut legacy_stats = None;
+        for nla in NlasIterator::new(nest) {
+            let nla = nla?;
+            match kind_of(&nla) {
+                IPVS_DEST_ATTR_ADDR => {
+                    // As IpvsDestAttribute::parse checks it.
+                    if nla.value().len() > 16 {
+                        return Err(IpvsDestAttribute::parse(&nla)
+                            .err()
+                            .unwrap_or_else(|| DecodeError::from("invalid IPVS_DEST_ATTR_ADDR")));
+                    }
+                    builder.raw_address = Some(Cow::Borrowed(value_of(nla)));
+                }
+                IPVS_DEST_ATTR_STATS64 => {
+                    builder.stats64 = Some(IpvsStats::decode_nest(nla.value(), IpvsStatsWidth::Wide)?)
+                }
+                IPVS_DEST_ATTR_STATS => legacy_stats = Some(value_of(nla)),
+                _ => builder.apply(&IpvsDestAttribute::parse(&nla)?),
+            }
+        }
+        if builder.stats64.is_none() {
+            if let Some(value) = legacy_stats {
+                builder.stats32 = Some(IpvsStats::decode_nest(value, IpvsStatsWidth::Legacy)?);
+            }
+        }
+        builder.finish()
+    }
+}
+
+/// The value of an attribute, for as long as the buffer it is in.
+fn value_of(nla: NlaBuffer<&[u8]>) -> &[u8] {
+    let length = nla.value_length();
+    &nla.into_inner()[4..4 + length]
+}
+
+/// A real server being decoded, one attribute at a time.
+struct DestinationBuilder<'a> {
+    family: IpvsAddressFamily,
+    raw_address: Option<Cow<'a, [u8]>>,
+    port: Option<u16>,
+    stats64: Option<IpvsStats>,
+    stats32: Option<IpvsStats>,
+    destination: IpvsDestination,
+}
+
+impl<'a> DestinationBuilder<'a> {
+    fn new(service_family: IpvsAddressFamily) -> Self {
+        Self {
+            family: service_family,
+            raw_address: None,
+            port: None,
+            stats64: None,
+            stats32: None,
+            destination: IpvsDestination::new(
+                IpAddr::from([0, 0, 0, 0]),
+                0,
+                IpvsForwardingMethod::Masquerade,
+                0,
+            ),
+        }
+    }
+
+    /// Takes in one attribute (the address is set by the caller, which
+    /// knows how long it lives).
+    fn apply(&mut self, attribute: &IpvsDestAttribute) {
+        let destination = &mut self.destination;
+        match attribute {
+            IpvsDestAttribute::AddressFamily(v) => self.family = IpvsAddressFamily::from(*v),
+            IpvsDestAttribute::Port(v) => self.port = Some(*v),
+            IpvsDestAttribute::ForwardingMethod(v) => {
+                destination.forwarding = IpvsForwardingMethod::from(*v)
+            }
+            IpvsDestAttribute::Weight(v) => destination.weight = *v,
+            IpvsDestAttribute::UpperThreshold(v) => destination.upper_threshold = *v,
+            IpvsDestAttribute::LowerThreshold(v) => destination.lower_threshold = *v,
+            IpvsDestAttribute::ActiveConnections(v) => destination.active_connections = *v,
+            IpvsDestAttribute::InactiveConnections(v) => destination.inactive_connections = *v,
+            IpvsDestAttribute::PersistentConnections(v) => destination.persistent_connections = *v,
+            IpvsDestAttribute::TunnelType(v) => destination.tunnel_type = IpvsTunnelType::from(*v),
+            IpvsDestAttribute::TunnelPort(v) => destination.tunnel_port = *v,
+            IpvsDestAttribute::TunnelFlags(v) => destination.tunnel_flags = IpvsTunnelFlags(*v),
+            IpvsDestAttribute::Stats64(v) => self.stats64 = Some(IpvsStats::from_attributes(v)),
+            IpvsDestAttribute::Stats(v) => self.stats32 = Some(IpvsStats::from_attributes(v)),
+            _ => {}
+        }
+    }
+
+    fn finish(mut self) -> Result<IpvsDestination, DecodeError> {
+        let raw_address = self
+            .raw_address
+            .ok_or_else(|| DecodeError::from("missing IPVS_DEST_ATTR_ADDR"))?;
+        self.destination.key = IpvsDestinationKey {
+            address: decode_address(&raw_address, self.family, "IPVS_DEST_ATTR_ADDR")?,
+            port: self
+                .port
+                .ok_or_else(|| DecodeError::from("missing IPVS_DEST_ATTR_PORT"))?,
         };
-        destination.stats = stats64.or(stats32);
-        Ok(destination)
+        self.destination.stats = self.stats64.or(self.stats32);
+        Ok(self.destination)
     }
 }

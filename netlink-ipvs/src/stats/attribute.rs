@@ -66,11 +66,11 @@ impl IpvsStatsAttribute {
     pub fn parse(buffer: &NlaBuffer<&[u8]>, width: IpvsStatsWidth) -> Result<Self, DecodeError> {
         let value = buffer.value();
         let kind = kind_of(buffer);
-        let wide = |name: &str| parse_u64(value).context(format!("invalid {name}"));
+        let wide = |name: &str| parse_u64(value).with_context(|| format!("invalid {name}"));
         let counter = |name: &str| match width {
             IpvsStatsWidth::Legacy => parse_u32(value)
                 .map(u64::from)
-                .context(format!("invalid {name}")),
+                .with_context(|| format!("invalid {name}")),
             IpvsStatsWidth::Wide => wide(name),
         };
         Ok(match kind {

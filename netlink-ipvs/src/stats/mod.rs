@@ -39,6 +39,28 @@ impl IpvsStats {
     pub fn from_attributes(attributes: &[IpvsStatsAttribute]) -> Self {
         let mut stats = Self::default();
         for attribute in attributes {
+            stats.apply(attribute);
+        }
+        stats
+    }
+
+    /// Decodes a counter nest of `width` straight into the counters, with
+    /// no attribute list in between; each attribute is parsed by
+    /// [`IpvsStatsAttribute::parse`].
+    pub fn decode_nest(
+        nest: &[u8],
+        width: IpvsStatsWidth,
+    ) -> Result<Self, netlink_packet_core::DecodeError> {
+        let mut stats = Self::default();
+        for nla in netlink_packet_core::NlasIterator::new(nest) {
+            stats.apply(&IpvsStatsAttribute::parse(&nla?, width)?);
+        }
+        Ok(stats)
+    }
+
+    fn apply(&mut self, attribute: &IpvsStatsAttribute) {
+        let stats = self;
+        {
             match *attribute {
                 IpvsStatsAttribute::Connections(v) => stats.connections = v,
                 IpvsStatsAttribute::InPackets(v) => stats.in_packets = v,
@@ -53,7 +75,6 @@ impl IpvsStats {
                 _ => {}
             }
         }
-        stats
     }
 
     /// The nest the kernel writes for these counters, in its order.
