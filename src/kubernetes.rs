@@ -422,7 +422,7 @@ pub async fn run_kubernetes(
             }
             _ = resync.tick(), if engine.is_some() => {
                 if let Some(engine) = engine.as_mut() {
-                    match engine.full_sync(&store.cluster).await {
+                    match engine.resync(&store.cluster, &dirty).await {
                         Ok(report) => {
                             progress.synced(engine, &report);
                             // Events it covered were programmed by it.

@@ -212,7 +212,7 @@ pub async fn run_manifests(
                 return Ok(());
             }
             _ = resync.tick() => {
-                match engine.full_sync(&cluster).await {
+                match engine.resync(&cluster, &BTreeSet::new()).await {
                     Ok(_) => {
                         options.health.synced();
                         engine.update_server_metrics(&options.server_metrics);

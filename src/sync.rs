@@ -1,16 +1,20 @@
 //! The sync engine: keeps the kernel's IPVS table and `kube-ipvs0` equal to
 //! the desired state of the cluster, incrementally.
 //!
-//! It holds the desired state per Service, the merged desired table, its
-//! own view of the kernel's table (read once at start, then kept in step
-//! from the kernel's answers) and the real servers being drained. Three
-//! entry points, all level-based (each recomputes from the cluster state it
-//! is given, whatever the event was):
+//! It holds what each Service contributed, the merged desired table, its
+//! own view of the kernel's table (re-read by each full sync, kept in step
+//! from the kernel's answers between them) and the real servers being
+//! drained. Four entry points, all level-based (each recomputes from the
+//! cluster state it is given, whatever the event was):
 //!
 //! - [`SyncEngine::full_sync`]: re-reads the kernel (table and addresses),
 //!   recomputes every Service and repairs any drift. Used at start (which
 //!   adopts what the kernel already has: no flush, only the differences are
-//!   sent) and every `--ipvs-sync-period`.
+//!   sent).
+//! - [`SyncEngine::resync`]: every `--ipvs-sync-period`, the drift audit:
+//!   re-reads the kernel and repairs any drift against the desired state,
+//!   recomputing only the Services changed since the last sync (all of
+//!   them when the node's own addresses changed).
 //! - [`SyncEngine::sync_services`]: recomputes the given Services only and
 //!   diffs only their virtual servers against the view.
 //! - [`SyncEngine::check_draining`]: re-reads the virtual servers that have
@@ -286,33 +290,64 @@ impl SyncEngine {
     /// Re-reads everything from the kernel, recomputes every Service of
     /// `cluster` and sends what differs.
     pub async fn full_sync(&mut self, cluster: &ClusterState) -> Result<SyncReport, SyncError> {
-        let started = Instant::now();
-        let mut report = SyncReport::new(SyncKind::Full);
-        self.links.ensure_dummy(KUBE_IPVS_INTERFACE).await?;
-        self.read_addresses().await?;
-        self.kernel = table::from_kernel(self.ipvs.table().await?);
-        report.phases.read = started.elapsed();
-        let phase = Instant::now();
+        self.read_and_converge_all(cluster, None).await
+    }
 
+    /// The periodic drift audit: re-reads everything from the kernel and
+    /// sends what differs from the desired state. That state is kept as
+    /// events arrive, so only the `pending` Services (changed since the
+    /// last sync) are recomputed, unless the node's own addresses changed
+    /// (NodePorts and externalIPs depend on them): then all are.
+    pub async fn resync(
+        &mut self,
+        cluster: &ClusterState,
+        pending: &BTreeSet<ServiceRef>,
+    ) -> Result<SyncReport, SyncError> {
+        self.read_and_converge_all(cluster, Some(pending)).await
+    }
+
+    /// Forgets the desired state and recomputes every Service of
+    /// `cluster`; returns them.
+    fn recompute_all(&mut self, cluster: &ClusterState) -> BTreeSet<ServiceRef> {
         self.services.clear();
         self.counts = DesiredCounts::default();
         self.desired.clear();
         self.key_owner.clear();
         self.wanted_addresses.clear();
         let all: BTreeSet<ServiceRef> = cluster.services.keys().cloned().collect();
-        let forgotten: BTreeSet<ServiceRef> = self
-            .problems
-            .keys()
-            .filter(|service| !all.contains(*service))
-            .cloned()
-            .collect();
-        for service in forgotten {
-            self.problems.remove(&service);
-        }
+        self.problems.retain(|service, _| all.contains(service));
         for service in &all {
             self.recompute(service, cluster);
         }
-        report.services = all.len();
+        all
+    }
+
+    async fn read_and_converge_all(
+        &mut self,
+        cluster: &ClusterState,
+        pending: Option<&BTreeSet<ServiceRef>>,
+    ) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let mut report = SyncReport::new(SyncKind::Full);
+        self.links.ensure_dummy(KUBE_IPVS_INTERFACE).await?;
+        let node_before = self.node.local_addresses.clone();
+        self.read_addresses().await?;
+        self.kernel = table::from_kernel(self.ipvs.table().await?);
+        report.phases.read = started.elapsed();
+        let phase = Instant::now();
+
+        let pending =
+            pending.filter(|_| self.full_syncs > 0 && self.node.local_addresses == node_before);
+        let recomputed: BTreeSet<ServiceRef> = match pending {
+            Some(pending) => {
+                for service in pending {
+                    self.recompute(service, cluster);
+                }
+                pending.clone()
+            }
+            None => self.recompute_all(cluster),
+        };
+        report.services = recomputed.len();
         report.phases.compute = phase.elapsed();
 
         let keys: BTreeSet<IpvsServiceKey> = self
@@ -591,13 +626,17 @@ impl SyncEngine {
 
     async fn read_addresses(&mut self) -> Result<(), SyncError> {
         let local: Vec<LocalAddress> = self.links.local_addresses().await?;
-        self.bound_addresses = local
-            .iter()
-            .filter(|address| address.interface == KUBE_IPVS_INTERFACE)
+        let (bound, node): (Vec<LocalAddress>, Vec<LocalAddress>) = local
+            .into_iter()
+            .partition(|address| address.interface == KUBE_IPVS_INTERFACE);
+        self.bound_addresses = bound
+            .into_iter()
             .map(|address| address.address)
             .filter(|address| !is_ipv6_link_local(address))
             .collect();
-        self.node.local_addresses = local;
+        // Only the node's own addresses: the rules never look at the VIPs
+        // here, and with 20,000 of them every lookup would walk them all.
+        self.node.local_addresses = node;
         Ok(())
     }
 

@@ -27,8 +27,8 @@ use super::error::IpvsError;
 use super::handle::{parse_services, IpvsTableEntry};
 use crate::address::IpvsAddressFamily;
 use crate::attribute::IpvsAttribute;
-use crate::dest::IpvsDestination;
 use crate::command::IpvsCommand;
+use crate::dest::IpvsDestination;
 use crate::message::IpvsMessage;
 use crate::service::IpvsService;
 
@@ -149,10 +149,7 @@ fn decode_destinations(
 /// Reads every service with its real servers (the kernel's order), with
 /// `readers` sockets on as many threads. Blocking: call it off the async
 /// runtime's workers.
-pub(crate) fn read_table(
-    family_id: u16,
-    readers: usize,
-) -> Result<Vec<IpvsTableEntry>, IpvsError> {
+pub(crate) fn read_table(family_id: u16, readers: usize) -> Result<Vec<IpvsTableEntry>, IpvsError> {
     let describe_services = || "list services".to_string();
     let mut socket = DumpSocket::open(family_id).map_err(IpvsError::Socket)?;
     let mut replies = Vec::new();
@@ -160,11 +157,12 @@ pub(crate) fn read_table(
         IpvsMessage::new(IpvsCommand::GetService, vec![]),
         &describe_services,
         |reply| {
-            let message = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(reply)
-                .map_err(|error| IpvsError::UnexpectedReply {
+            let message = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(reply).map_err(
+                |error| IpvsError::UnexpectedReply {
                     request: describe_services(),
                     detail: format!("undecodable reply: {error}"),
-                })?;
+                },
+            )?;
             if let NetlinkPayload::InnerMessage(genl) = message.payload {
                 replies.push(genl.payload);
             }
@@ -209,11 +207,12 @@ pub(crate) fn read_table(
                             ),
                             &describe,
                             |reply| {
-                                decode_destinations(reply, key.family(), &mut destinations)
-                                    .map_err(|source| IpvsError::Decode {
+                                decode_destinations(reply, key.family(), &mut destinations).map_err(
+                                    |source| IpvsError::Decode {
                                         request: describe(),
                                         source,
-                                    })
+                                    },
+                                )
                             },
                         )?;
                         // Each once, as `IpvsHandle::destinations` gives them.

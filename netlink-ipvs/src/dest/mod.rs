@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator};
 
-use attribute::{IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_STATS, IPVS_DEST_ATTR_STATS64};
 pub use attribute::IpvsDestAttribute;
+use attribute::{IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_STATS, IPVS_DEST_ATTR_STATS64};
 
 use crate::address::{decode_address, encode_address, IpvsAddressFamily};
 use crate::nla::kind_of;
@@ -259,7 +259,10 @@ impl IpvsDestination {
     /// which are summed into [`IpvsStats`] as they are read (and the
     /// 32-bit one only when there is no 64-bit one). Gives what
     /// `from_attributes` gives on the parsed nest (tested).
-    pub fn decode_nest(nest: &[u8], service_family: IpvsAddressFamily) -> Result<Self, DecodeError> {
+    pub fn decode_nest(
+        nest: &[u8],
+        service_family: IpvsAddressFamily,
+    ) -> Result<Self, DecodeError> {
         let mut builder = DestinationBuilder::new(service_family);
         let mut legacy_stats = None;
         for nla in NlasIterator::new(nest) {
@@ -275,7 +278,8 @@ impl IpvsDestination {
                     builder.raw_address = Some(Cow::Borrowed(value_of(nla)));
                 }
                 IPVS_DEST_ATTR_STATS64 => {
-                    builder.stats64 = Some(IpvsStats::decode_nest(nla.value(), IpvsStatsWidth::Wide)?)
+                    builder.stats64 =
+                        Some(IpvsStats::decode_nest(nla.value(), IpvsStatsWidth::Wide)?)
                 }
                 IPVS_DEST_ATTR_STATS => legacy_stats = Some(value_of(nla)),
                 _ => builder.apply(&IpvsDestAttribute::parse(&nla)?),
