@@ -203,6 +203,10 @@ pub struct SyncEngine {
     bound_addresses: BTreeSet<IpAddr>,
     /// The agent's view of the kernel's table.
     kernel: Table,
+    /// Whether `kernel` holds the whole table (false after a full read
+    /// failed: the view was dropped before reading, so incremental syncs
+    /// read what they touch first).
+    kernel_complete: bool,
     draining: Draining,
     /// The problems last reported per Service (to log each only once).
     problems: BTreeMap<ServiceRef, Vec<FieldError>>,
@@ -237,6 +241,7 @@ impl SyncEngine {
             wanted_addresses: BTreeMap::new(),
             bound_addresses: BTreeSet::new(),
             kernel: Table::new(),
+            kernel_complete: false,
             draining: Draining::new(),
             problems: BTreeMap::new(),
             full_syncs: 0,
@@ -332,7 +337,12 @@ impl SyncEngine {
         self.links.ensure_dummy(KUBE_IPVS_INTERFACE).await?;
         let node_before = self.node.local_addresses.clone();
         self.read_addresses().await?;
+        // The old view goes before the new one is read: holding both
+        // (and the dump in between) was the agent's peak memory.
+        self.kernel = Table::new();
+        self.kernel_complete = false;
         self.kernel = table::from_kernel(self.ipvs.table().await?);
+        self.kernel_complete = true;
         report.phases.read = started.elapsed();
         let phase = Instant::now();
 
@@ -385,6 +395,9 @@ impl SyncEngine {
             keys.extend(self.recompute(service, cluster));
         }
         report.services = changed.len();
+        if !self.kernel_complete {
+            reread(&self.ipvs, &keys, &mut self.kernel).await?;
+        }
         self.converge(keys, &mut report).await;
         self.sync_addresses(&mut report).await?;
         report.draining = self.draining.len();

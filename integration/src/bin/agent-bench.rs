@@ -161,6 +161,41 @@ async fn measure_raw(rules: &str) {
     result("p1_raw_floor_seconds", elapsed.as_secs_f64());
     assert_eq!(errors, 0, "the raw burst failed");
     assert_eq!(ipvsadm(&["-Sn"]), rules, "the raw burst left another table");
+
+    // The other half of the node's work: each virtual server's address on
+    // a down dummy link, as `ip -batch` adds them (one request at a time;
+    // the kernel's cost per address grows with the addresses already on
+    // the link).
+    let addresses: std::collections::BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|line| line.strip_prefix("-A -t "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|socket| socket.rsplit_once(':').map(|(address, _)| address))
+        .collect();
+    let batch: String = addresses
+        .iter()
+        .map(|address| format!("address add {address}/32 dev kube-ipvs0\n"))
+        .collect();
+    let path = std::env::temp_dir().join(format!("agent-bench-{}.ip", std::process::id()));
+    std::fs::write(&path, batch).expect("write the ip batch");
+    let added = Command::new("ip")
+        .args(["link", "add", "kube-ipvs0", "type", "dummy"])
+        .status()
+        .expect("run ip");
+    assert!(added.success(), "ip link add kube-ipvs0");
+    let start = Instant::now();
+    let status = Command::new("ip")
+        .arg("-batch")
+        .arg(&path)
+        .status()
+        .expect("run ip -batch");
+    result(
+        "p1_ip_batch_addresses_seconds",
+        start.elapsed().as_secs_f64(),
+    );
+    assert!(status.success(), "ip -batch failed");
+    result("p1_addresses", addresses.len());
+    let _ = std::fs::remove_file(&path);
 }
 
 fn start_agent(standin: &Standin, sync_period: &str) -> (Agent, Instant) {
@@ -235,6 +270,13 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         let mut values: Vec<f64> = syncs[1..11].iter().map(|s| s.count_f64(phase)).collect();
         result(&format!("p3_resync_{phase}_median"), median(&mut values));
     }
+    result(
+        "p4_agent_peak_rss_mib_after_resyncs",
+        vm_hwm_kib(pid) as f64 / 1024.0,
+    );
+    // The baselines with the agent stopped: its resyncs (every 5 s) would
+    // otherwise run beside them.
+    agent.stop();
     let mut listings: Vec<f64> = (0..3).map(|_| timed(&["ipvsadm", "-Ln"])).collect();
     result("p3_ipvsadm_list_seconds_median", median(&mut listings));
     // Where a resync's read goes: the same dump in a bare process, and
@@ -256,11 +298,6 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         .map(|_| timed(&[&agent_path, "list", "-n"]))
         .collect();
     result("p3_agent_list_seconds_median", median(&mut lists));
-    result(
-        "p4_agent_peak_rss_mib_after_resyncs",
-        vm_hwm_kib(pid) as f64 / 1024.0,
-    );
-    agent.stop();
 
     // P2: restart (adoption), then single-endpoint changes.
     let (mut agent, started) = start_agent(&standin, "1h");
@@ -492,6 +529,20 @@ async fn main() {
         restore / agent_sync,
         agent_sync / raw,
         services * 2
+    );
+    let addresses = value("p1_ip_batch_addresses_seconds");
+    let apply = value("p1_agent_sync_apply_ms") / 1e3;
+    let binding = value("p1_agent_sync_addresses_ms") / 1e3;
+    println!(
+        "P1 by part: IPVS apply {apply:.3} s = {:.2}x the raw floor | VIPs {binding:.3} s vs ip -batch \
+         {addresses:.3} s = {:.2}x | agent sync vs ipvsadm -R + ip -batch ({:.3} s): {:.1}x faster; \
+         vs raw floor + ip -batch ({:.3} s): {:.2}x",
+        apply / raw,
+        binding / addresses,
+        restore + addresses,
+        (restore + addresses) / agent_sync,
+        raw + addresses,
+        agent_sync / (raw + addresses),
     );
     println!(
         "P2: messages per change {} | event to ACK p50 {} ms, p99 {} ms | one ipvsadm process {} ms | \
