@@ -341,7 +341,12 @@ impl SyncEngine {
         // (and the dump in between) was the agent's peak memory.
         self.kernel = Table::new();
         self.kernel_complete = false;
-        self.kernel = table::from_kernel(self.ipvs.table().await?);
+        self.kernel = self
+            .ipvs
+            .table_with(table::entry_of)
+            .await?
+            .into_iter()
+            .collect();
         self.kernel_complete = true;
         report.phases.read = started.elapsed();
         let phase = Instant::now();

@@ -21,21 +21,22 @@ pub type Table = BTreeMap<IpvsServiceKey, TableEntry>;
 
 /// Reads a kernel dump (`IpvsHandle::table`) into a [`Table`].
 pub fn from_kernel(entries: Vec<IpvsTableEntry>) -> Table {
-    entries
+    entries.into_iter().map(entry_of).collect()
+}
+
+/// One entry of a kernel dump as an entry of a [`Table`] (what
+/// `IpvsHandle::table_with` applies as each is read).
+pub fn entry_of(entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
+    let real_servers = entry
+        .destinations
         .into_iter()
-        .map(|entry| {
-            let real_servers = entry
-                .destinations
-                .into_iter()
-                .map(|destination| (destination.key, destination))
-                .collect();
-            (
-                entry.service.key,
-                TableEntry {
-                    service: entry.service,
-                    real_servers,
-                },
-            )
-        })
-        .collect()
+        .map(|destination| (destination.key, destination))
+        .collect();
+    (
+        entry.service.key,
+        TableEntry {
+            service: entry.service,
+            real_servers,
+        },
+    )
 }

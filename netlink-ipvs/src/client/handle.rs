@@ -283,8 +283,19 @@ impl IpvsHandle {
     /// their own, on blocking threads, back to back (see `read.rs` for
     /// why: the async path cost five times the kernel's own work).
     pub async fn table(&self) -> Result<Vec<IpvsTableEntry>, IpvsError> {
+        self.table_with(|entry| entry).await
+    }
+
+    /// [`IpvsHandle::table`], each entry turned by `convert` on the reader
+    /// thread as soon as it is read (a caller that keeps the table in
+    /// another shape never holds the whole dump beside it).
+    pub async fn table_with<T, F>(&self, convert: F) -> Result<Vec<T>, IpvsError>
+    where
+        T: Send + 'static,
+        F: Fn(IpvsTableEntry) -> T + Send + Sync + 'static,
+    {
         let family_id = self.family_id;
-        tokio::task::spawn_blocking(move || read_table(family_id, TABLE_READERS))
+        tokio::task::spawn_blocking(move || read_table(family_id, TABLE_READERS, convert))
             .await
             .map_err(|error| IpvsError::UnexpectedReply {
                 request: "read the table".into(),

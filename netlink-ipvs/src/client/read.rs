@@ -149,7 +149,16 @@ fn decode_destinations(
 /// Reads every service with its real servers (the kernel's order), with
 /// `readers` sockets on as many threads. Blocking: call it off the async
 /// runtime's workers.
-pub(crate) fn read_table(family_id: u16, readers: usize) -> Result<Vec<IpvsTableEntry>, IpvsError> {
+pub(crate) fn read_table<T, F>(
+    family_id: u16,
+    readers: usize,
+    convert: F,
+) -> Result<Vec<T>, IpvsError>
+where
+    T: Send,
+    F: Fn(IpvsTableEntry) -> T + Sync,
+{
+    let convert = &convert;
     let describe_services = || "list services".to_string();
     let mut socket = DumpSocket::open(family_id).map_err(IpvsError::Socket)?;
     let mut replies = Vec::new();
@@ -186,11 +195,11 @@ pub(crate) fn read_table(family_id: u16, readers: usize) -> Result<Vec<IpvsTable
         }
         shares
     };
-    let results: Vec<Result<Vec<IpvsTableEntry>, IpvsError>> = thread::scope(|scope| {
+    let results: Vec<Result<Vec<T>, IpvsError>> = thread::scope(|scope| {
         let workers: Vec<_> = shares
             .into_iter()
             .map(|(services, socket)| {
-                scope.spawn(move || -> Result<Vec<IpvsTableEntry>, IpvsError> {
+                scope.spawn(move || -> Result<Vec<T>, IpvsError> {
                     let mut socket = match socket {
                         Some(socket) => socket,
                         None => DumpSocket::open(family_id).map_err(IpvsError::Socket)?,
@@ -218,10 +227,10 @@ pub(crate) fn read_table(family_id: u16, readers: usize) -> Result<Vec<IpvsTable
                         // Each once, as `IpvsHandle::destinations` gives them.
                         let mut seen = HashSet::with_capacity(destinations.len());
                         destinations.retain(|destination| seen.insert(destination.key));
-                        entries.push(IpvsTableEntry {
+                        entries.push(convert(IpvsTableEntry {
                             service,
                             destinations,
-                        });
+                        }));
                     }
                     Ok(entries)
                 })
