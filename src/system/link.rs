@@ -127,7 +127,9 @@ impl LinkManager {
     /// routes, IPv4 and IPv6 alike, and traffic to them is delivered; on a
     /// link that is up the kernel also re-checks every route through the
     /// link on each address added, which makes binding thousands of VIPs
-    /// quadratic). Returns its index.
+    /// quadratic). A link found up (left by an older agent) is set down;
+    /// the kernel drops its IPv6 addresses then, and the sync that follows
+    /// adds back what is missing. Returns its index.
     pub async fn ensure_dummy(&self, name: &str) -> Result<u32, LinkError> {
         if let Some(link) = self.link(name).await? {
             if link.header.flags.contains(LinkFlags::Up) {
