@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use netlink_ipvs::{IpvsBatchOptions, IpvsOperation};
-use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
@@ -43,14 +43,37 @@ pub fn encode_datagrams(
         .collect()
 }
 
+/// A blocking generic netlink socket talking to the kernel.
+fn kernel_socket(receive_buffer: usize) -> Socket {
+    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
+    socket.bind_auto().expect("bind");
+    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
+    let _ = socket.set_rx_buf_sz(receive_buffer);
+    socket
+}
+
+/// The netlink messages in one received datagram: (type, sequence
+/// number, payload).
+fn messages(datagram: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    let mut rest = datagram;
+    std::iter::from_fn(move || {
+        let message = NetlinkBuffer::new_checked(rest).ok()?;
+        let length = message.length() as usize;
+        let item = (
+            message.message_type(),
+            message.sequence_number(),
+            &rest[16..length],
+        );
+        rest = rest.get(length.next_multiple_of(4)..).unwrap_or_default();
+        Some(item)
+    })
+}
+
 /// Sends pre-encoded datagrams keeping at most `max_in_flight` messages
 /// unanswered, and reads every answer until each datagram's last message is
 /// answered. Returns the number of errors.
 pub fn raw_burst(datagrams: &[(Vec<u8>, usize, u32)], max_in_flight: usize) -> usize {
-    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
-    socket.bind_auto().expect("bind");
-    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
-    let _ = socket.set_rx_buf_sz(8 * 1024 * 1024);
+    let socket = kernel_socket(8 * 1024 * 1024);
     socket.set_cap_ack(true).expect("cap ack");
     let mut buffer = vec![0u8; 64 * 1024];
     let mut pending = std::collections::VecDeque::new();
@@ -65,14 +88,9 @@ pub fn raw_burst(datagrams: &[(Vec<u8>, usize, u32)], max_in_flight: usize) -> u
             next += 1;
         }
         let length = socket.recv(&mut &mut buffer[..], 0).expect("recv");
-        let mut offset = 0;
-        while offset + 16 <= length {
-            let message_length =
-                u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes(buffer[offset + 4..offset + 6].try_into().unwrap());
-            let sequence = u32::from_ne_bytes(buffer[offset + 8..offset + 12].try_into().unwrap());
+        for (kind, sequence, payload) in messages(&buffer[..length]) {
             if kind == NLMSG_ERROR {
-                let code = i32::from_ne_bytes(buffer[offset + 16..offset + 20].try_into().unwrap());
+                let code = i32::from_ne_bytes(payload[..4].try_into().unwrap());
                 if code != 0 {
                     errors += 1;
                 }
@@ -82,10 +100,6 @@ pub fn raw_burst(datagrams: &[(Vec<u8>, usize, u32)], max_in_flight: usize) -> u
                     }
                 }
             }
-            if message_length == 0 {
-                break;
-            }
-            offset += (message_length + 3) & !3;
         }
     }
     errors
@@ -135,29 +149,18 @@ pub fn encode_dest_dumps(family_id: u16, keys: &[netlink_ipvs::IpvsServiceKey]) 
 /// reading every answer until each dump's `NLMSG_DONE`, decoding nothing.
 /// Returns the bytes received.
 pub fn raw_dumps(requests: &[Vec<u8>]) -> usize {
-    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
-    socket.bind_auto().expect("bind");
-    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
-    let _ = socket.set_rx_buf_sz(1024 * 1024);
+    let socket = kernel_socket(1024 * 1024);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut received = 0;
     for request in requests {
         socket.send(request, 0).expect("send");
-        'dump: loop {
+        loop {
             let length = socket.recv(&mut &mut buffer[..], 0).expect("recv");
             received += length;
-            let mut offset = 0;
-            while offset + 16 <= length {
-                let message_length =
-                    u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(buffer[offset + 4..offset + 6].try_into().unwrap());
-                if kind == NLMSG_DONE || kind == NLMSG_ERROR {
-                    break 'dump;
-                }
-                if message_length == 0 {
-                    break;
-                }
-                offset += (message_length + 3) & !3;
+            if messages(&buffer[..length])
+                .any(|(kind, _, _)| kind == NLMSG_DONE || kind == NLMSG_ERROR)
+            {
+                break;
             }
         }
     }

@@ -19,13 +19,9 @@ pub struct TableEntry {
 /// Virtual servers by key.
 pub type Table = BTreeMap<IpvsServiceKey, TableEntry>;
 
-/// Reads a kernel dump (`IpvsHandle::table`) into a [`Table`].
-pub fn from_kernel(entries: Vec<IpvsTableEntry>) -> Table {
-    entries.into_iter().map(entry_of).collect()
-}
-
-/// One entry of a kernel dump as an entry of a [`Table`] (what
-/// `IpvsHandle::table_with` applies as each is read).
+/// One entry of a kernel dump as an entry of a [`Table`] (the agent reads
+/// the kernel with `IpvsHandle::table_with(entry_of)`, turning each entry
+/// as it is read).
 pub fn entry_of(entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
     let real_servers = entry
         .destinations

@@ -128,18 +128,23 @@ fn measure_restore(rules: &str) {
 /// a bare process, `ipvs-agent list -n` and the raw floors.
 fn measure_read(rules: &str) {
     ipvsadm_restore(rules);
+    read_baselines();
+}
+
+/// P3's baselines for reading the table now in the kernel, each the median
+/// of 3: `ipvsadm -Ln`; for where a read goes, the same dump in a bare
+/// process, the kernel's floor on 1 and 2 sockets, and `ipvs-agent list
+/// -n` (the agent's runtime, dump and formatting).
+fn read_baselines() {
     let mut listings: Vec<f64> = (0..3).map(|_| timed(&["ipvsadm", "-Ln"])).collect();
     result("p3_ipvsadm_list_seconds_median", median(&mut listings));
+    // Where a resync's read goes: the same dump in a bare process, and
+    // `ipvs-agent list` (the agent's runtime, dump and formatting).
     let mut dumps: Vec<f64> = (0..3).map(|_| dump_table_seconds()).collect();
     result(
         "p3_table_dump_in_process_seconds_median",
         median(&mut dumps),
     );
-    let agent_path = agent_binary().display().to_string();
-    let mut lists: Vec<f64> = (0..3)
-        .map(|_| timed(&[&agent_path, "list", "-n"]))
-        .collect();
-    result("p3_agent_list_seconds_median", median(&mut lists));
     for sockets in [1, 2] {
         let mut floors: Vec<f64> = (0..3).map(|_| raw_dump_floor_seconds(sockets)).collect();
         result(
@@ -147,6 +152,11 @@ fn measure_read(rules: &str) {
             median(&mut floors),
         );
     }
+    let agent_path = agent_binary().display().to_string();
+    let mut lists: Vec<f64> = (0..3)
+        .map(|_| timed(&[&agent_path, "list", "-n"]))
+        .collect();
+    result("p3_agent_list_seconds_median", median(&mut lists));
 }
 
 /// The raw burst of the same operations, pre-encoded.
@@ -277,27 +287,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
     // The baselines with the agent stopped: its resyncs (every 5 s) would
     // otherwise run beside them.
     agent.stop();
-    let mut listings: Vec<f64> = (0..3).map(|_| timed(&["ipvsadm", "-Ln"])).collect();
-    result("p3_ipvsadm_list_seconds_median", median(&mut listings));
-    // Where a resync's read goes: the same dump in a bare process, and
-    // `ipvs-agent list` (the agent's runtime, dump and formatting).
-    let mut dumps: Vec<f64> = (0..3).map(|_| dump_table_seconds()).collect();
-    result(
-        "p3_table_dump_in_process_seconds_median",
-        median(&mut dumps),
-    );
-    for sockets in [1, 2] {
-        let mut floors: Vec<f64> = (0..3).map(|_| raw_dump_floor_seconds(sockets)).collect();
-        result(
-            &format!("p3_raw_dump_floor_{sockets}_sockets_seconds_median"),
-            median(&mut floors),
-        );
-    }
-    let agent_path = agent_binary().display().to_string();
-    let mut lists: Vec<f64> = (0..3)
-        .map(|_| timed(&[&agent_path, "list", "-n"]))
-        .collect();
-    result("p3_agent_list_seconds_median", median(&mut lists));
+    read_baselines();
 
     // P2: restart (adoption), then single-endpoint changes.
     let (mut agent, started) = start_agent(&standin, "1h");

@@ -255,8 +255,7 @@ impl IpvsHandle {
         let request = IpvsMessage::new(IpvsCommand::GetService, vec![]);
         let replies = self.request(request, ReplyMode::Dump, describe).await?;
         let mut services = parse_services(replies, describe)?;
-        let mut seen = std::collections::HashSet::with_capacity(services.len());
-        services.retain(|service| seen.insert(service.key));
+        keep_first_of_each(&mut services, |service| service.key);
         Ok(services)
     }
 
@@ -450,7 +449,6 @@ pub(crate) fn parse_destinations(
     describe: impl Fn() -> String,
 ) -> Result<Vec<IpvsDestination>, IpvsError> {
     let mut destinations = Vec::with_capacity(replies.len());
-    let mut seen = std::collections::HashSet::with_capacity(replies.len());
     for reply in replies {
         for attribute in reply.attributes {
             if let IpvsAttribute::Dest(nlas) = attribute {
@@ -461,11 +459,20 @@ pub(crate) fn parse_destinations(
                             source,
                         }
                     })?;
-                if seen.insert(destination.key) {
-                    destinations.push(destination);
-                }
+                destinations.push(destination);
             }
         }
     }
+    keep_first_of_each(&mut destinations, |destination| destination.key);
     Ok(destinations)
+}
+
+/// Keeps the first of the items sharing a `key`, in order (a dump that
+/// resumes after a change can repeat an object).
+pub(crate) fn keep_first_of_each<T, K: std::hash::Hash + Eq>(
+    items: &mut Vec<T>,
+    key: impl Fn(&T) -> K,
+) {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items.retain(|item| seen.insert(key(item)));
 }

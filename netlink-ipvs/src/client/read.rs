@@ -12,7 +12,6 @@
 //! sockets, one per reader thread, each running its share of the dumps
 //! back to back and decoding the replies where they land.
 
-use std::collections::HashSet;
 use std::io;
 use std::thread;
 
@@ -24,7 +23,7 @@ use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
 use super::error::IpvsError;
-use super::handle::{parse_services, IpvsTableEntry};
+use super::handle::{keep_first_of_each, parse_services, IpvsTableEntry};
 use crate::address::IpvsAddressFamily;
 use crate::attribute::IpvsAttribute;
 use crate::command::IpvsCommand;
@@ -179,31 +178,20 @@ where
         },
     )?;
     let mut services = parse_services(replies, describe_services)?;
-    let mut seen = HashSet::with_capacity(services.len());
-    services.retain(|service| seen.insert(service.key));
-    drop(seen);
+    keep_first_of_each(&mut services, |service| service.key);
 
     let share = services.len().div_ceil(readers.max(1)).max(1);
-    let mut first = Some(socket);
-    let shares: Vec<(Vec<IpvsService>, Option<DumpSocket>)> = {
-        let mut rest = services;
-        let mut shares = Vec::new();
-        while !rest.is_empty() {
-            let tail = rest.split_off(share.min(rest.len()));
-            shares.push((rest, first.take()));
-            rest = tail;
-        }
-        shares
-    };
+    let mut shares: Vec<Vec<IpvsService>> = Vec::new();
+    while !services.is_empty() {
+        let rest = services.split_off(share.min(services.len()));
+        shares.push(std::mem::replace(&mut services, rest));
+    }
     let results: Vec<Result<Vec<T>, IpvsError>> = thread::scope(|scope| {
         let workers: Vec<_> = shares
             .into_iter()
-            .map(|(services, socket)| {
+            .map(|services| {
                 scope.spawn(move || -> Result<Vec<T>, IpvsError> {
-                    let mut socket = match socket {
-                        Some(socket) => socket,
-                        None => DumpSocket::open(family_id).map_err(IpvsError::Socket)?,
-                    };
+                    let mut socket = DumpSocket::open(family_id).map_err(IpvsError::Socket)?;
                     let mut entries = Vec::with_capacity(services.len());
                     for service in services {
                         let key = service.key;
@@ -225,8 +213,7 @@ where
                             },
                         )?;
                         // Each once, as `IpvsHandle::destinations` gives them.
-                        let mut seen = HashSet::with_capacity(destinations.len());
-                        destinations.retain(|destination| seen.insert(destination.key));
+                        keep_first_of_each(&mut destinations, |destination| destination.key);
                         entries.push(convert(IpvsTableEntry {
                             service,
                             destinations,

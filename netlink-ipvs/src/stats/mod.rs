@@ -59,21 +59,18 @@ impl IpvsStats {
     }
 
     fn apply(&mut self, attribute: &IpvsStatsAttribute) {
-        let stats = self;
-        {
-            match *attribute {
-                IpvsStatsAttribute::Connections(v) => stats.connections = v,
-                IpvsStatsAttribute::InPackets(v) => stats.in_packets = v,
-                IpvsStatsAttribute::OutPackets(v) => stats.out_packets = v,
-                IpvsStatsAttribute::InBytes(v) => stats.in_bytes = v,
-                IpvsStatsAttribute::OutBytes(v) => stats.out_bytes = v,
-                IpvsStatsAttribute::ConnectionRate(v) => stats.connection_rate = v,
-                IpvsStatsAttribute::InPacketRate(v) => stats.in_packet_rate = v,
-                IpvsStatsAttribute::OutPacketRate(v) => stats.out_packet_rate = v,
-                IpvsStatsAttribute::InByteRate(v) => stats.in_byte_rate = v,
-                IpvsStatsAttribute::OutByteRate(v) => stats.out_byte_rate = v,
-                _ => {}
-            }
+        match *attribute {
+            IpvsStatsAttribute::Connections(v) => self.connections = v,
+            IpvsStatsAttribute::InPackets(v) => self.in_packets = v,
+            IpvsStatsAttribute::OutPackets(v) => self.out_packets = v,
+            IpvsStatsAttribute::InBytes(v) => self.in_bytes = v,
+            IpvsStatsAttribute::OutBytes(v) => self.out_bytes = v,
+            IpvsStatsAttribute::ConnectionRate(v) => self.connection_rate = v,
+            IpvsStatsAttribute::InPacketRate(v) => self.in_packet_rate = v,
+            IpvsStatsAttribute::OutPacketRate(v) => self.out_packet_rate = v,
+            IpvsStatsAttribute::InByteRate(v) => self.in_byte_rate = v,
+            IpvsStatsAttribute::OutByteRate(v) => self.out_byte_rate = v,
+            _ => {}
         }
     }
 
