@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 const LINKTYPE_NETLINK: u32 = 253;
 const NETLINK_GENERIC: u16 = 16;
 const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
 /// IPVS_CMD_NEW_SERVICE .. IPVS_CMD_DEL_DEST without the GET commands.
 const WRITE_COMMANDS: [u8; 6] = [1, 2, 3, 5, 6, 7];
 
@@ -18,6 +19,7 @@ const WRITE_COMMANDS: [u8; 6] = [1, 2, 3, 5, 6, 7];
 pub struct NetlinkCapture {
     tcpdump: Option<Child>,
     file: PathBuf,
+    markers: u32,
 }
 
 impl NetlinkCapture {
@@ -31,7 +33,9 @@ impl NetlinkCapture {
         let file = std::env::temp_dir().join(format!("{name}-{}.pcap", std::process::id()));
         let _ = std::fs::remove_file(&file);
         let tcpdump = Command::new("tcpdump")
-            .args(["-i", "nlmon0", "-U", "-w"])
+            // Immediate mode: each packet leaves the kernel's ring at once
+            // instead of when a block fills or its timeout (1 s) passes.
+            .args(["-i", "nlmon0", "--immediate-mode", "-U", "-w"])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -48,6 +52,7 @@ impl NetlinkCapture {
         let capture = NetlinkCapture {
             tcpdump: Some(tcpdump),
             file,
+            markers: 0,
         };
         loop {
             let _ = Command::new("ipvsadm").arg("-Ln").output();
@@ -75,8 +80,22 @@ impl NetlinkCapture {
     /// service or dest), as `(command, message bytes)`.
     pub fn stop(&mut self, family_id: u16) -> Vec<(u8, Vec<u8>)> {
         if let Some(mut tcpdump) = self.tcpdump.take() {
-            // Let the last packets reach the file (-U flushes per packet).
-            std::thread::sleep(Duration::from_millis(500));
+            // Everything sent before the marker is in the file once the
+            // marker is: the tap delivers in order.
+            let marker = format!("capture-marker-{}-{}", std::process::id(), self.markers);
+            self.markers += 1;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                send_marker(&marker);
+                std::thread::sleep(Duration::from_millis(200));
+                if contains(&self.read(), marker.as_bytes()) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the capture never recorded its end marker: messages may be missing"
+                );
+            }
             let _ = Command::new("kill")
                 .args(["-INT", &tcpdump.id().to_string()])
                 .status();
@@ -102,6 +121,43 @@ impl Drop for NetlinkCapture {
         }
         let _ = std::fs::remove_file(&self.file);
     }
+}
+
+/// Asks the generic netlink controller for a family named `marker` (none
+/// exists: the kernel answers ENOENT); the request carries the name, so
+/// its arrival in the capture file marks a point in the message stream.
+fn send_marker(marker: &str) {
+    use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
+    const GENL_ID_CTRL: u16 = 16;
+    const CTRL_CMD_GETFAMILY: u8 = 3;
+    const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+    let name_length = marker.len() + 1;
+    let attribute_length = 4 + name_length;
+    let length = 16 + 4 + attribute_length.next_multiple_of(4);
+    let mut message = Vec::with_capacity(length);
+    message.extend_from_slice(&(length as u32).to_ne_bytes());
+    message.extend_from_slice(&GENL_ID_CTRL.to_ne_bytes());
+    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    message.extend_from_slice(&1u32.to_ne_bytes());
+    message.extend_from_slice(&0u32.to_ne_bytes());
+    message.extend_from_slice(&[CTRL_CMD_GETFAMILY, 1, 0, 0]);
+    message.extend_from_slice(&(attribute_length as u16).to_ne_bytes());
+    message.extend_from_slice(&CTRL_ATTR_FAMILY_NAME.to_ne_bytes());
+    message.extend_from_slice(marker.as_bytes());
+    message.resize(length, 0);
+    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
+    socket.bind_auto().expect("bind");
+    socket
+        .send_to(&message, &SocketAddr::new(0, 0), 0)
+        .expect("send the capture marker");
+    let mut answer = vec![0u8; 4096];
+    let _ = socket.recv(&mut &mut answer[..], 0);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Every generic netlink message in a pcap: (type, flags, bytes).
