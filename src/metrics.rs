@@ -175,6 +175,12 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// Whether the series are exported (`--per-server-metrics`): the
+    /// kernel view keeps counters only then.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// `enabled`: `--per-server-metrics`; `limit`: the most series rows
     /// (virtual plus real servers) rendered.
     pub fn new(enabled: bool, limit: usize) -> Self {
@@ -231,7 +237,7 @@ pub fn render_server_metrics(
     let mut omitted = 0usize;
     for (key, entry) in kernel.iter().filter(|(key, _)| owned(key)) {
         let virtual_server = key.to_string();
-        let service_stats = entry.service.stats.unwrap_or_default();
+        let service_stats = entry.service.stats.as_deref().copied().unwrap_or_default();
         if rows.len() < limit {
             rows.push((
                 format!("virtual_server=\"{virtual_server}\""),
@@ -249,7 +255,7 @@ pub fn render_server_metrics(
                         real_key
                     ),
                     false,
-                    real.stats.unwrap_or_default(),
+                    real.stats.as_deref().copied().unwrap_or_default(),
                 ));
             } else {
                 omitted += 1;
@@ -285,21 +291,21 @@ mod tests {
         for (address, connections) in [("10.96.0.10", 5), ("10.96.0.11", 7)] {
             let key = IpvsServiceKey::tcp(address.parse().unwrap(), 80);
             let mut service = IpvsService::new(key, "rr");
-            service.stats = Some(IpvsStats {
+            service.stats = Some(Box::new(IpvsStats {
                 connections,
                 ..IpvsStats::default()
-            });
+            }));
             let mut real = IpvsDestination::new(
                 "10.244.0.1".parse().unwrap(),
                 8080,
                 IpvsForwardingMethod::Masquerade,
                 1,
             );
-            real.stats = Some(IpvsStats {
+            real.stats = Some(Box::new(IpvsStats {
                 connections,
                 in_bytes: 100,
                 ..IpvsStats::default()
-            });
+            }));
             table.insert(
                 key,
                 TableEntry {

@@ -179,7 +179,8 @@ pub async fn prepare_node(
         primary_addresses,
         ipvs,
         links,
-    );
+    )
+    .keeping_counters(options.server_metrics.is_enabled());
     if let Err(error) = engine.set_timeouts(&options.timeouts).await {
         warn!(%error, "setting IPVS timeouts");
     }

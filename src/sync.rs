@@ -207,6 +207,9 @@ pub struct SyncEngine {
     /// failed: the view was dropped before reading, so incremental syncs
     /// read what they touch first).
     kernel_complete: bool,
+    /// Whether the view keeps the kernel's counters (only the per-server
+    /// metrics read them; 88 bytes for each real server otherwise).
+    keep_counters: bool,
     draining: Draining,
     /// The problems last reported per Service (to log each only once).
     problems: BTreeMap<ServiceRef, Vec<FieldError>>,
@@ -242,10 +245,18 @@ impl SyncEngine {
             bound_addresses: BTreeSet::new(),
             kernel: Table::new(),
             kernel_complete: false,
+            keep_counters: false,
             draining: Draining::new(),
             problems: BTreeMap::new(),
             full_syncs: 0,
         }
+    }
+
+    /// Keeps the kernel's counters in the view (for the per-server
+    /// metrics); without it full reads drop them.
+    pub fn keeping_counters(mut self, keep: bool) -> Self {
+        self.keep_counters = keep;
+        self
     }
 
     /// Records a completed sync in the metrics.
@@ -341,12 +352,12 @@ impl SyncEngine {
         // (and the dump in between) was the agent's peak memory.
         self.kernel = Table::new();
         self.kernel_complete = false;
-        self.kernel = self
-            .ipvs
-            .table_with(table::entry_of)
-            .await?
-            .into_iter()
-            .collect();
+        let entry_of = if self.keep_counters {
+            table::entry_of
+        } else {
+            table::entry_without_counters
+        };
+        self.kernel = self.ipvs.table_with(entry_of).await?.into_iter().collect();
         self.kernel_complete = true;
         report.phases.read = started.elapsed();
         let phase = Instant::now();

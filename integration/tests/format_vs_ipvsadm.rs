@@ -564,13 +564,13 @@ async fn counters_and_rates_format_like_ipvsadm() {
     let table = handle.table().await.unwrap();
     let connections: u64 = table
         .iter()
-        .filter_map(|entry| entry.service.stats)
+        .filter_map(|entry| entry.service.stats.as_deref())
         .map(|stats| stats.connections)
         .sum();
     assert!(connections > 0, "the traffic did not reach IPVS: {table:?}");
     let rates: u64 = table
         .iter()
-        .filter_map(|entry| entry.service.stats)
+        .filter_map(|entry| entry.service.stats.as_deref())
         .map(|stats| stats.in_byte_rate)
         .sum();
     assert!(rates > 0, "the estimator shows no rate yet: {table:?}");

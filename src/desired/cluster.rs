@@ -231,7 +231,9 @@ pub struct ClusterState {
     pub endpoint_slices: BTreeMap<ServiceRef, Slice>,
     /// Legacy Endpoints by `namespace/name` (the Service's).
     pub endpoints: BTreeMap<ServiceRef, Endpoints>,
-    slices_by_service: BTreeMap<ServiceRef, BTreeSet<ServiceRef>>,
+    /// Each Service's slices, sorted (a Vec: most Services have one
+    /// slice, and a one-element set would cost a whole B-tree node).
+    slices_by_service: BTreeMap<ServiceRef, Vec<ServiceRef>>,
 }
 
 impl ClusterState {
@@ -270,10 +272,10 @@ impl ClusterState {
     ) -> BTreeSet<ServiceRef> {
         let mut touched = self.remove_slice(&slice_ref);
         if let Some(service) = slice.service.clone() {
-            self.slices_by_service
-                .entry(service.clone())
-                .or_default()
-                .insert(slice_ref.clone());
+            let slices = self.slices_by_service.entry(service.clone()).or_default();
+            if let Err(at) = slices.binary_search(&slice_ref) {
+                slices.insert(at, slice_ref.clone());
+            }
             touched.insert(service);
         }
         self.endpoint_slices.insert(slice_ref, slice);
@@ -286,7 +288,9 @@ impl ClusterState {
         if let Some(old) = self.endpoint_slices.remove(slice_ref) {
             if let Some(service) = old.service {
                 if let Some(slices) = self.slices_by_service.get_mut(&service) {
-                    slices.remove(slice_ref);
+                    if let Ok(at) = slices.binary_search(slice_ref) {
+                        slices.remove(at);
+                    }
                     if slices.is_empty() {
                         self.slices_by_service.remove(&service);
                     }

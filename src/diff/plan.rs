@@ -257,7 +257,7 @@ mod tests {
         let mut kernel = desired.clone();
         let busy = with_connections(real("10.244.0.1", 1), 5, 7);
         kernel[0].1.real_servers.insert(busy.key, busy);
-        kernel[0].1.service.stats = Some(Default::default());
+        kernel[0].1.service.stats = Some(Box::default());
         assert_eq!(plan(desired, kernel).operations, vec![]);
     }
 

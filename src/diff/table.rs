@@ -36,3 +36,13 @@ pub fn entry_of(entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
         },
     )
 }
+
+/// [`entry_of`] without the kernel's counters (a table that only the diff
+/// reads has no use for them).
+pub fn entry_without_counters(mut entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
+    entry.service.stats = None;
+    for destination in &mut entry.destinations {
+        destination.stats = None;
+    }
+    entry_of(entry)
+}

@@ -196,7 +196,9 @@ pub struct IpvsDestination {
     /// Persistence templates, when read from the kernel.
     pub persistent_connections: u32,
     /// Counters, when read from the kernel (`STATS64`, else `STATS`).
-    pub stats: Option<IpvsStats>,
+    /// Boxed: most tables of many real servers hold none, and inline
+    /// they would cost 80 bytes in each.
+    pub stats: Option<Box<IpvsStats>>,
 }
 
 impl IpvsDestination {
@@ -362,7 +364,7 @@ impl<'a> DestinationBuilder<'a> {
                 .port
                 .ok_or_else(|| DecodeError::from("missing IPVS_DEST_ATTR_PORT"))?,
         };
-        self.destination.stats = self.stats64.or(self.stats32);
+        self.destination.stats = self.stats64.or(self.stats32).map(Box::new);
         Ok(self.destination)
     }
 }

@@ -169,7 +169,7 @@ fn push_service_entry(
 ) {
     let service = &entry.service;
     let name = list_service_name(&service.key);
-    let stats = service.stats.unwrap_or_default();
+    let stats = service.stats.as_deref().copied().unwrap_or_default();
     match columns {
         Columns::Stats => {
             let _ = write!(out, "{name:<33}");
@@ -244,7 +244,7 @@ fn push_rates(out: &mut String, stats: &IpvsStats, exact: bool) {
 /// which keeps the low 32 bits (on little-endian hosts) of every counter
 /// but the byte counts.
 fn destination_stats(destination: &IpvsDestination) -> IpvsStats {
-    let stats = destination.stats.unwrap_or_default();
+    let stats = destination.stats.as_deref().copied().unwrap_or_default();
     let low = |value: u64| u64::from(value as u32);
     IpvsStats {
         connections: low(stats.connections),

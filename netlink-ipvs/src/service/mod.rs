@@ -278,7 +278,8 @@ pub struct IpvsService {
     /// Persistence engine (`sip`), if any.
     pub persistence_engine: Option<String>,
     /// Counters, when read from the kernel (`STATS64`, else `STATS`).
-    pub stats: Option<IpvsStats>,
+    /// Boxed, as in [`IpvsDestination`](crate::IpvsDestination).
+    pub stats: Option<Box<IpvsStats>>,
 }
 
 impl IpvsService {
@@ -351,7 +352,7 @@ impl IpvsService {
         }
         service.scheduler =
             scheduler.ok_or_else(|| DecodeError::from("missing IPVS_SVC_ATTR_SCHED_NAME"))?;
-        service.stats = stats64.or(stats32);
+        service.stats = stats64.or(stats32).map(Box::new);
         Ok(service)
     }
 }

@@ -15,7 +15,7 @@ use crate::stats::IpvsStats;
 fn entry() -> IpvsTableEntry {
     let key = IpvsServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
     let mut service = IpvsService::new(key, "rr");
-    service.stats = Some(IpvsStats {
+    service.stats = Some(Box::new(IpvsStats {
         connections: 123_456_789,
         in_packets: 5_000_000_000,
         out_packets: 250_000_000_000,
@@ -26,7 +26,7 @@ fn entry() -> IpvsTableEntry {
         out_packet_rate: 0,
         in_byte_rate: 1_000_000_000,
         out_byte_rate: 12,
-    });
+    }));
     let mut local = IpvsDestination::new(
         "10.0.0.1".parse().unwrap(),
         80,
@@ -35,14 +35,14 @@ fn entry() -> IpvsTableEntry {
     );
     // 2^32 + 5 connections: ipvsadm reads a real server's counters but
     // bytes through 32 bits.
-    local.stats = Some(IpvsStats {
+    local.stats = Some(Box::new(IpvsStats {
         connections: (1 << 32) + 5,
         in_packets: 200_000_000,
         in_bytes: (1 << 32) + 5,
         connection_rate: (1 << 32) + 300_000_000,
         in_byte_rate: 300_000_000,
         ..IpvsStats::default()
-    });
+    }));
     let bypass = IpvsDestination::new(
         "10.0.0.2".parse().unwrap(),
         80,

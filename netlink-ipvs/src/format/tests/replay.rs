@@ -41,7 +41,7 @@ pub(super) fn replay(commands: &[&str], captured: &Captured) -> Vec<IpvsTableEnt
     let persistent = listing_rows(captured.nosort_persistent_conn);
     for entry in &mut table {
         let key = Row::Service(entry.service.key);
-        entry.service.stats = Some(counters(&stats[&key], &rates[&key]));
+        entry.service.stats = Some(Box::new(counters(&stats[&key], &rates[&key])));
         for destination in &mut entry.destinations {
             let key = Row::Destination(
                 entry.service.key,
@@ -52,7 +52,7 @@ pub(super) fn replay(commands: &[&str], captured: &Captured) -> Vec<IpvsTableEnt
             destination.active_connections = numbers[1] as u32;
             destination.inactive_connections = numbers[2] as u32;
             destination.persistent_connections = persistent[&key][1] as u32;
-            destination.stats = Some(counters(&stats[&key], &rates[&key]));
+            destination.stats = Some(Box::new(counters(&stats[&key], &rates[&key])));
         }
     }
     table
