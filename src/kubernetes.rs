@@ -34,7 +34,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::desired::cluster::{prune_service, Slice};
+use crate::desired::cluster::{prune_service, PrunedService, Slice};
 use crate::desired::{ClusterState, ServiceRef};
 use crate::health::Health;
 use crate::metrics::ServerMetrics;
@@ -94,7 +94,7 @@ struct Store {
     cluster: ClusterState,
     services_listed: bool,
     slices_listed: bool,
-    service_relist: Relist<(ServiceRef, Service)>,
+    service_relist: Relist<(ServiceRef, PrunedService)>,
     slice_relist: Relist<(ServiceRef, Slice)>,
     node_addresses: Vec<IpAddr>,
 }
@@ -112,7 +112,7 @@ impl Store {
                     .service_relist
                     .push((ServiceRef::of(&service.metadata), prune_service(service))),
                 Event::InitDone => {
-                    let listed: BTreeMap<ServiceRef, Service> =
+                    let listed: BTreeMap<ServiceRef, PrunedService> =
                         self.service_relist.finish().into_iter().collect();
                     for (name, old) in &self.cluster.services {
                         if listed.get(name) != Some(old) {
@@ -131,8 +131,8 @@ impl Store {
                     let name = ServiceRef::of(&service.metadata);
                     let service = prune_service(service);
                     if self.cluster.services.get(&name) != Some(&service) {
-                        touched.insert(name);
-                        self.cluster.insert_service(service);
+                        touched.insert(name.clone());
+                        self.cluster.insert_pruned_service(name, service);
                     }
                 }
                 Event::Delete(service) => {

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netlink_ipvs::{IpvsError, IpvsHandle, IpvsServiceKey, IpvsTimeouts};
+use netlink_ipvs::{IpvsCounters, IpvsError, IpvsHandle, IpvsServiceKey, IpvsTimeouts};
 use tracing::{debug, info, warn};
 
 use crate::apply::{apply_batch, reread, MessageCounts};
@@ -208,7 +208,7 @@ pub struct SyncEngine {
     /// read what they touch first).
     kernel_complete: bool,
     /// Whether the view keeps the kernel's counters (only the per-server
-    /// metrics read them; 88 bytes for each real server otherwise).
+    /// metrics read them: otherwise they are not even decoded).
     keep_counters: bool,
     draining: Draining,
     /// The problems last reported per Service (to log each only once).
@@ -352,12 +352,17 @@ impl SyncEngine {
         // (and the dump in between) was the agent's peak memory.
         self.kernel = Table::new();
         self.kernel_complete = false;
-        let entry_of = if self.keep_counters {
-            table::entry_of
+        let counters = if self.keep_counters {
+            IpvsCounters::Keep
         } else {
-            table::entry_without_counters
+            IpvsCounters::Skip
         };
-        self.kernel = self.ipvs.table_with(entry_of).await?.into_iter().collect();
+        self.kernel = self
+            .ipvs
+            .table_with(counters, table::entry_of)
+            .await?
+            .into_iter()
+            .collect();
         self.kernel_complete = true;
         report.phases.read = started.elapsed();
         let phase = Instant::now();

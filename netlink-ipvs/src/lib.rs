@@ -63,4 +63,4 @@ pub use service::{
     IpvsFlagsWithMask, IpvsNetmask, IpvsProtocol, IpvsService, IpvsServiceAttribute,
     IpvsServiceFlags, IpvsServiceKey,
 };
-pub use stats::{IpvsStats, IpvsStatsAttribute, IpvsStatsWidth};
+pub use stats::{IpvsCounters, IpvsStats, IpvsStatsAttribute, IpvsStatsWidth};

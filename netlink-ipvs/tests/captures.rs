@@ -11,9 +11,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use netlink_ipvs::{
-    IpvsAddressFamily, IpvsAttribute, IpvsCommand, IpvsDestination, IpvsDestinationKey,
-    IpvsForwardingMethod, IpvsMessage, IpvsNetmask, IpvsOperation, IpvsService, IpvsServiceFlags,
-    IpvsServiceKey, IpvsTimeouts, IpvsTunnelType,
+    IpvsAddressFamily, IpvsAttribute, IpvsCommand, IpvsCounters, IpvsDestination,
+    IpvsDestinationKey, IpvsForwardingMethod, IpvsMessage, IpvsNetmask, IpvsOperation, IpvsService,
+    IpvsServiceFlags, IpvsServiceKey, IpvsTimeouts, IpvsTunnelType,
 };
 use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::GenlMessage;
@@ -511,10 +511,16 @@ fn real_servers_decoded_directly_equal_the_typed_model() {
             for (typed, raw) in typed.into_iter().zip(raw) {
                 for family in [IpvsAddressFamily::Inet, IpvsAddressFamily::Inet6] {
                     let expected = IpvsDestination::from_attributes(typed, family);
-                    let direct = IpvsDestination::decode_nest(raw, family);
+                    let direct = IpvsDestination::decode_nest(raw, family, IpvsCounters::Keep);
                     match (expected, direct) {
-                        (Ok(expected), Ok(direct)) => {
-                            assert_eq!(direct, expected, "{}", capture.name)
+                        (Ok(mut expected), Ok(direct)) => {
+                            assert_eq!(direct, expected, "{}", capture.name);
+                            assert!(expected.stats.is_some(), "{}", capture.name);
+                            // Without counters: the same, counters empty.
+                            expected.stats = None;
+                            let skipped =
+                                IpvsDestination::decode_nest(raw, family, IpvsCounters::Skip);
+                            assert_eq!(skipped.ok(), Some(expected), "{}", capture.name);
                         }
                         (Err(_), Err(_)) => {}
                         (expected, direct) => {

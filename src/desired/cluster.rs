@@ -13,10 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{
-    Endpoints, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
-    ServiceStatus,
-};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -146,77 +143,126 @@ impl From<&EndpointSlice> for Slice {
     }
 }
 
-/// A Service with only the fields the desired state reads: its name,
-/// namespace, the `service.kubernetes.io/service-proxy-name` label, the
-/// scheduler annotation, the spec fields of kube-proxy's rules (type,
-/// ClusterIPs, externalIPs, ports, selector, affinity, traffic policies,
-/// NodePort allocation) and the load balancer ingress IPs with their
-/// `ipMode`. Two Services that prune equal program the same.
-pub fn prune_service(service: Service) -> Service {
+/// A Service as the desired state reads it: only the fields of
+/// kube-proxy's rules, named after their API paths. Two Services that
+/// prune equal program the same. Held instead of the API object: a
+/// k8s-openapi `Service` is 824 bytes before its strings and maps (its
+/// selector alone a B-tree node of 544), and 20,000 of them were the
+/// agent's largest holding after its tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedService {
+    /// `metadata.annotations[ipvs-agent.io/scheduler]`.
+    pub scheduler_annotation: Option<String>,
+    /// Whether `metadata.labels` has `service.kubernetes.io/service-proxy-name`
+    /// (the Service belongs to another proxy).
+    pub other_proxy: bool,
+    /// `spec` (`None` when the object has none).
+    pub spec: Option<PrunedServiceSpec>,
+    /// `status.loadBalancer.ingress`.
+    pub load_balancer_ingress: Vec<PrunedIngress>,
+}
+
+/// The `spec` fields of a [`PrunedService`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedServiceSpec {
+    /// `type` (`None`: ClusterIP).
+    pub type_: Option<String>,
+    /// `clusterIP`.
+    pub cluster_ip: Option<String>,
+    /// `clusterIPs` (empty when unset).
+    pub cluster_ips: Vec<String>,
+    /// `externalIPs` (empty when unset).
+    pub external_ips: Vec<String>,
+    /// `ports`.
+    pub ports: Vec<PrunedServicePort>,
+    /// Whether `selector` has an entry.
+    pub has_selector: bool,
+    /// `sessionAffinity`.
+    pub session_affinity: Option<String>,
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds`.
+    pub client_ip_timeout_seconds: Option<i32>,
+    /// `internalTrafficPolicy`.
+    pub internal_traffic_policy: Option<String>,
+    /// `externalTrafficPolicy`.
+    pub external_traffic_policy: Option<String>,
+    /// `allocateLoadBalancerNodePorts`.
+    pub allocate_load_balancer_node_ports: Option<bool>,
+}
+
+/// One of `spec.ports` of a [`PrunedService`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedServicePort {
+    /// `name`.
+    pub name: Option<String>,
+    /// `protocol` (`None`: TCP).
+    pub protocol: Option<String>,
+    /// `port`.
+    pub port: i32,
+    /// `nodePort`.
+    pub node_port: Option<i32>,
+}
+
+/// One of `status.loadBalancer.ingress` of a [`PrunedService`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedIngress {
+    /// `ip`.
+    pub ip: Option<String>,
+    /// `ipMode`.
+    pub ip_mode: Option<String>,
+}
+
+/// The fields of `service` the desired state reads ([`PrunedService`]).
+pub fn prune_service(service: Service) -> PrunedService {
     let Service {
         metadata,
         spec,
         status,
     } = service;
-    let keep = |map: Option<BTreeMap<String, String>>, key: &str| {
-        map.and_then(|mut map| map.remove_entry(key))
-            .map(|(key, value)| BTreeMap::from([(key, value)]))
-    };
-    let metadata = ObjectMeta {
-        name: metadata.name,
-        namespace: metadata.namespace,
-        labels: keep(metadata.labels, SERVICE_PROXY_NAME_LABEL),
-        annotations: keep(metadata.annotations, SCHEDULER_ANNOTATION),
-        ..ObjectMeta::default()
-    };
-    let spec = spec.map(|spec| ServiceSpec {
+    let spec = spec.map(|spec| PrunedServiceSpec {
         type_: spec.type_,
         cluster_ip: spec.cluster_ip,
-        cluster_ips: spec.cluster_ips,
-        external_ips: spec.external_ips,
-        ports: spec.ports.map(|ports| {
-            ports
-                .into_iter()
-                .map(|port| ServicePort {
-                    name: port.name,
-                    protocol: port.protocol,
-                    port: port.port,
-                    node_port: port.node_port,
-                    ..ServicePort::default()
-                })
-                .collect()
-        }),
-        selector: spec.selector,
+        cluster_ips: spec.cluster_ips.unwrap_or_default(),
+        external_ips: spec.external_ips.unwrap_or_default(),
+        ports: spec
+            .ports
+            .into_iter()
+            .flatten()
+            .map(|port| PrunedServicePort {
+                name: port.name,
+                protocol: port.protocol,
+                port: port.port,
+                node_port: port.node_port,
+            })
+            .collect(),
+        has_selector: spec.selector.is_some_and(|selector| !selector.is_empty()),
         session_affinity: spec.session_affinity,
-        session_affinity_config: spec.session_affinity_config,
+        client_ip_timeout_seconds: spec
+            .session_affinity_config
+            .and_then(|config| config.client_ip)
+            .and_then(|client_ip| client_ip.timeout_seconds),
         internal_traffic_policy: spec.internal_traffic_policy,
         external_traffic_policy: spec.external_traffic_policy,
         allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports,
-        ..ServiceSpec::default()
     });
-    let ingress = status
+    let load_balancer_ingress = status
         .and_then(|status| status.load_balancer)
         .and_then(|load_balancer| load_balancer.ingress)
-        .map(|ingress| {
-            ingress
-                .into_iter()
-                .map(|ingress| LoadBalancerIngress {
-                    ip: ingress.ip,
-                    ip_mode: ingress.ip_mode,
-                    ..LoadBalancerIngress::default()
-                })
-                .collect::<Vec<_>>()
-        });
-    let status = ingress.map(|ingress| ServiceStatus {
-        load_balancer: Some(LoadBalancerStatus {
-            ingress: Some(ingress),
-        }),
-        ..ServiceStatus::default()
-    });
-    Service {
-        metadata,
+        .into_iter()
+        .flatten()
+        .map(|ingress| PrunedIngress {
+            ip: ingress.ip,
+            ip_mode: ingress.ip_mode,
+        })
+        .collect();
+    PrunedService {
+        scheduler_annotation: metadata
+            .annotations
+            .and_then(|mut annotations| annotations.remove(SCHEDULER_ANNOTATION)),
+        other_proxy: metadata
+            .labels
+            .is_some_and(|labels| labels.contains_key(SERVICE_PROXY_NAME_LABEL)),
         spec,
-        status,
+        load_balancer_ingress,
     }
 }
 
@@ -225,8 +271,8 @@ pub fn prune_service(service: Service) -> Service {
 /// the index stays right.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
-    /// Services by `namespace/name` (pruned: [`prune_service`]).
-    pub services: BTreeMap<ServiceRef, Service>,
+    /// Services by `namespace/name`, pruned ([`prune_service`]).
+    pub services: BTreeMap<ServiceRef, PrunedService>,
     /// EndpointSlices by their own `namespace/name`.
     pub endpoint_slices: BTreeMap<ServiceRef, Slice>,
     /// Legacy Endpoints by `namespace/name` (the Service's).
@@ -249,12 +295,16 @@ impl ClusterState {
 
     /// Adds or replaces a Service (pruned: [`prune_service`]).
     pub fn insert_service(&mut self, service: Service) {
-        self.services
-            .insert(ServiceRef::of(&service.metadata), prune_service(service));
+        self.insert_pruned_service(ServiceRef::of(&service.metadata), prune_service(service));
+    }
+
+    /// Adds or replaces the Service `service_ref`, already pruned.
+    pub fn insert_pruned_service(&mut self, service_ref: ServiceRef, service: PrunedService) {
+        self.services.insert(service_ref, service);
     }
 
     /// Removes a Service.
-    pub fn remove_service(&mut self, service: &ServiceRef) -> Option<Service> {
+    pub fn remove_service(&mut self, service: &ServiceRef) -> Option<PrunedService> {
         self.services.remove(service)
     }
 
@@ -274,6 +324,7 @@ impl ClusterState {
         if let Some(service) = slice.service.clone() {
             let slices = self.slices_by_service.entry(service.clone()).or_default();
             if let Err(at) = slices.binary_search(&slice_ref) {
+                slices.reserve_exact(1);
                 slices.insert(at, slice_ref.clone());
             }
             touched.insert(service);
@@ -343,7 +394,9 @@ mod tests {
                 "externalIPs": ["192.0.2.1"], "selector": {"app": "web"},
                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080,
                     "nodePort": 30080, "appProtocol": "http"}],
-                "sessionAffinity": "ClientIP", "externalTrafficPolicy": "Local",
+                "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+                "externalTrafficPolicy": "Local",
                 "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": false,
                 "ipFamilies": ["IPv4"], "healthCheckNodePort": 31000},
             "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP",
@@ -352,24 +405,55 @@ mod tests {
         }))
         .unwrap();
         let pruned = prune_service(full);
-        let expected: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop",
-                "labels": {SERVICE_PROXY_NAME_LABEL: "other"},
-                "annotations": {SCHEDULER_ANNOTATION: "wrr"}},
-            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
-                "externalIPs": ["192.0.2.1"], "selector": {"app": "web"},
-                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "nodePort": 30080}],
-                "sessionAffinity": "ClientIP", "externalTrafficPolicy": "Local",
-                "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": false},
-            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}}
+        assert_eq!(
+            pruned,
+            PrunedService {
+                scheduler_annotation: Some("wrr".into()),
+                other_proxy: true,
+                spec: Some(PrunedServiceSpec {
+                    type_: Some("LoadBalancer".into()),
+                    cluster_ip: Some("10.96.0.10".into()),
+                    cluster_ips: vec!["10.96.0.10".into()],
+                    external_ips: vec!["192.0.2.1".into()],
+                    ports: vec![PrunedServicePort {
+                        name: Some("http".into()),
+                        protocol: Some("TCP".into()),
+                        port: 80,
+                        node_port: Some(30080),
+                    }],
+                    has_selector: true,
+                    session_affinity: Some("ClientIP".into()),
+                    client_ip_timeout_seconds: Some(600),
+                    internal_traffic_policy: Some("Cluster".into()),
+                    external_traffic_policy: Some("Local".into()),
+                    allocate_load_balancer_node_ports: Some(false),
+                }),
+                load_balancer_ingress: vec![PrunedIngress {
+                    ip: Some("203.0.113.7".into()),
+                    ip_mode: Some("VIP".into()),
+                }],
+            }
+        );
+    }
+
+    #[test]
+    fn a_pruned_service_reads_missing_and_empty_fields_alike() {
+        let bare: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "annotations": {"other": "x"}, "labels": {"app": "web"}},
+            "spec": {"selector": {}, "clusterIPs": [], "ports": []},
+            "status": {}
         }))
         .unwrap();
-        assert_eq!(pruned, expected);
         assert_eq!(
-            prune_service(pruned.clone()),
-            pruned,
-            "pruning is idempotent"
+            prune_service(bare),
+            PrunedService {
+                spec: Some(PrunedServiceSpec::default()),
+                ..PrunedService::default()
+            }
         );
+        let no_spec: Service =
+            serde_json::from_value(json!({"metadata": {"name": "web"}})).unwrap();
+        assert_eq!(prune_service(no_spec), PrunedService::default());
     }
 
     #[test]

@@ -21,9 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::Service;
-
-use super::cluster::{ClusterState, EndpointAddress, ServiceRef};
+use super::cluster::{ClusterState, EndpointAddress, PrunedService, ServiceRef};
 use super::FieldError;
 
 /// The label that stops the mirroring of a legacy Endpoints object.
@@ -102,7 +100,7 @@ pub struct PortMatch<'a> {
 /// slices and Endpoints are added to `problems`, once per field.
 pub fn collect(
     service_ref: &ServiceRef,
-    service: &Service,
+    service: &PrunedService,
     port: PortMatch<'_>,
     cluster: &ClusterState,
     node_name: &str,
@@ -184,11 +182,7 @@ pub fn collect(
         }
     }
 
-    let has_selector = service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.selector.as_ref())
-        .is_some_and(|selector| !selector.is_empty());
+    let has_selector = service.spec.as_ref().is_some_and(|spec| spec.has_selector);
     let Some(legacy) = cluster.endpoints.get(service_ref).filter(|_| !has_selector) else {
         return endpoints;
     };

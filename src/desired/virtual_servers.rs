@@ -23,12 +23,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use netlink_ipvs::{
     IpvsDestination, IpvsForwardingMethod, IpvsProtocol, IpvsService, IpvsServiceKey,
 };
 
-use super::cluster::{ClusterState, ServiceRef};
+use super::cluster::{ClusterState, PrunedService, PrunedServiceSpec, ServiceRef};
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
 use super::node_addresses::{nodeport_addresses, KUBE_IPVS_INTERFACE};
 use super::{FieldError, ServiceDesired};
@@ -94,13 +93,12 @@ fn is_valid_scheduler(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn scheduler(service: &Service, settings: &ProxySettings, problems: &mut Problems<'_>) -> String {
-    let annotated = service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(SCHEDULER_ANNOTATION));
-    match annotated {
+fn scheduler(
+    service: &PrunedService,
+    settings: &ProxySettings,
+    problems: &mut Problems<'_>,
+) -> String {
+    match &service.scheduler_annotation {
         Some(name) if is_valid_scheduler(name) => name.clone(),
         Some(name) => {
             problems.add(
@@ -117,16 +115,11 @@ fn scheduler(service: &Service, settings: &ProxySettings, problems: &mut Problem
 }
 
 /// The persistence timeout when `sessionAffinity: ClientIP`.
-fn affinity_timeout(spec: &ServiceSpec, problems: &mut Problems<'_>) -> Option<u32> {
+fn affinity_timeout(spec: &PrunedServiceSpec, problems: &mut Problems<'_>) -> Option<u32> {
     match spec.session_affinity.as_deref() {
         None | Some("None") => None,
         Some("ClientIP") => {
-            let configured = spec
-                .session_affinity_config
-                .as_ref()
-                .and_then(|config| config.client_ip.as_ref())
-                .and_then(|client_ip| client_ip.timeout_seconds);
-            Some(match configured {
+            Some(match spec.client_ip_timeout_seconds {
                 None => DEFAULT_AFFINITY_TIMEOUT_SECONDS,
                 Some(seconds @ 1..=86400) => seconds as u32,
                 Some(seconds) => {
@@ -164,7 +157,7 @@ fn port_number(value: i32) -> Option<u16> {
 /// The desired state of one Service.
 pub fn service_desired(
     service_ref: &ServiceRef,
-    service: &Service,
+    service: &PrunedService,
     cluster: &ClusterState,
     node: &NodeContext,
     settings: &ProxySettings,
@@ -189,19 +182,14 @@ pub fn service_desired(
 
 fn build(
     service_ref: &ServiceRef,
-    service: &Service,
+    service: &PrunedService,
     cluster: &ClusterState,
     node: &NodeContext,
     settings: &ProxySettings,
     desired: &mut ServiceDesired,
     problems: &mut Problems<'_>,
 ) {
-    let other_proxy = service
-        .metadata
-        .labels
-        .as_ref()
-        .is_some_and(|labels| labels.contains_key(SERVICE_PROXY_NAME_LABEL));
-    if other_proxy {
+    if service.other_proxy {
         return;
     }
     let Some(spec) = service.spec.as_ref() else {
@@ -225,7 +213,7 @@ fn build(
     };
 
     let cluster_ip_texts: Vec<(String, String)> = match &spec.cluster_ips {
-        Some(ips) if !ips.is_empty() => ips
+        ips if !ips.is_empty() => ips
             .iter()
             .enumerate()
             .map(|(i, ip)| (format!("spec.clusterIPs[{i}]"), ip.clone()))
@@ -252,7 +240,6 @@ fn build(
     let external_ips = parse_addresses(
         spec.external_ips
             .iter()
-            .flatten()
             .enumerate()
             .map(|(i, ip)| (format!("spec.externalIPs[{i}]"), ip.clone())),
         settings,
@@ -260,12 +247,8 @@ fn build(
     );
     let load_balancer_ips = parse_addresses(
         service
-            .status
-            .as_ref()
-            .and_then(|status| status.load_balancer.as_ref())
-            .and_then(|load_balancer| load_balancer.ingress.as_ref())
-            .into_iter()
-            .flatten()
+            .load_balancer_ingress
+            .iter()
             .enumerate()
             .filter(|(_, ingress)| matches!(ingress.ip_mode.as_deref(), None | Some("VIP")))
             .filter_map(|(i, ingress)| {
@@ -289,7 +272,7 @@ fn build(
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let allocates_node_ports = spec.allocate_load_balancer_node_ports != Some(false);
 
-    for (index, port) in spec.ports.iter().flatten().enumerate() {
+    for (index, port) in spec.ports.iter().enumerate() {
         let protocol_text = port.protocol.as_deref().unwrap_or("TCP");
         let Some(ipvs_protocol) = protocol(protocol_text) else {
             problems.add(

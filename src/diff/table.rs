@@ -20,8 +20,8 @@ pub struct TableEntry {
 pub type Table = BTreeMap<IpvsServiceKey, TableEntry>;
 
 /// One entry of a kernel dump as an entry of a [`Table`] (the agent reads
-/// the kernel with `IpvsHandle::table_with(entry_of)`, turning each entry
-/// as it is read).
+/// the kernel with `IpvsHandle::table_with(counters, entry_of)`, turning
+/// each entry as it is read).
 pub fn entry_of(entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
     let real_servers = entry
         .destinations
@@ -35,14 +35,4 @@ pub fn entry_of(entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
             real_servers,
         },
     )
-}
-
-/// [`entry_of`] without the kernel's counters (a table that only the diff
-/// reads has no use for them).
-pub fn entry_without_counters(mut entry: IpvsTableEntry) -> (IpvsServiceKey, TableEntry) {
-    entry.service.stats = None;
-    for destination in &mut entry.destinations {
-        destination.stats = None;
-    }
-    entry_of(entry)
 }

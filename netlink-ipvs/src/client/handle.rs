@@ -25,6 +25,7 @@ use crate::dest::{IpvsDestination, IpvsDestinationKey};
 use crate::info::IpvsInfo;
 use crate::message::{IpvsMessage, IPVS_GENL_NAME};
 use crate::service::{IpvsService, IpvsServiceKey};
+use crate::stats::IpvsCounters;
 
 /// The receive buffer asked for. The kernel caps it at
 /// `net.core.rmem_max` (and doubles it); every pipelined request's ACK
@@ -282,19 +283,24 @@ impl IpvsHandle {
     /// their own, on blocking threads, back to back (see `read.rs` for
     /// why: the async path cost five times the kernel's own work).
     pub async fn table(&self) -> Result<Vec<IpvsTableEntry>, IpvsError> {
-        self.table_with(|entry| entry).await
+        self.table_with(IpvsCounters::Keep, |entry| entry).await
     }
 
-    /// [`IpvsHandle::table`], each entry turned by `convert` on the reader
-    /// thread as soon as it is read (a caller that keeps the table in
-    /// another shape never holds the whole dump beside it).
-    pub async fn table_with<T, F>(&self, convert: F) -> Result<Vec<T>, IpvsError>
+    /// [`IpvsHandle::table`], with or without the `counters`, each entry
+    /// turned by `convert` on the reader thread as soon as it is read (a
+    /// caller that keeps the table in another shape never holds the whole
+    /// dump beside it).
+    pub async fn table_with<T, F>(
+        &self,
+        counters: IpvsCounters,
+        convert: F,
+    ) -> Result<Vec<T>, IpvsError>
     where
         T: Send + 'static,
         F: Fn(IpvsTableEntry) -> T + Send + Sync + 'static,
     {
         let family_id = self.family_id;
-        tokio::task::spawn_blocking(move || read_table(family_id, TABLE_READERS, convert))
+        tokio::task::spawn_blocking(move || read_table(family_id, TABLE_READERS, counters, convert))
             .await
             .map_err(|error| IpvsError::UnexpectedReply {
                 request: "read the table".into(),

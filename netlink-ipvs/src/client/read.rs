@@ -30,6 +30,7 @@ use crate::command::IpvsCommand;
 use crate::dest::IpvsDestination;
 use crate::message::IpvsMessage;
 use crate::service::IpvsService;
+use crate::stats::IpvsCounters;
 
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
@@ -131,6 +132,7 @@ impl DumpSocket {
 fn decode_destinations(
     reply: &[u8],
     family: IpvsAddressFamily,
+    counters: IpvsCounters,
     destinations: &mut Vec<IpvsDestination>,
 ) -> Result<(), DecodeError> {
     let attributes = reply
@@ -139,18 +141,19 @@ fn decode_destinations(
     for nla in NlasIterator::new(attributes) {
         let nla = nla?;
         if nla.kind() & NLA_TYPE_MASK == IPVS_CMD_ATTR_DEST {
-            destinations.push(IpvsDestination::decode_nest(nla.value(), family)?);
+            destinations.push(IpvsDestination::decode_nest(nla.value(), family, counters)?);
         }
     }
     Ok(())
 }
 
 /// Reads every service with its real servers (the kernel's order), with
-/// `readers` sockets on as many threads. Blocking: call it off the async
-/// runtime's workers.
+/// `readers` sockets on as many threads, keeping or skipping `counters`.
+/// Blocking: call it off the async runtime's workers.
 pub(crate) fn read_table<T, F>(
     family_id: u16,
     readers: usize,
+    counters: IpvsCounters,
     convert: F,
 ) -> Result<Vec<T>, IpvsError>
 where
@@ -179,6 +182,11 @@ where
     )?;
     let mut services = parse_services(replies, describe_services)?;
     keep_first_of_each(&mut services, |service| service.key);
+    if counters == IpvsCounters::Skip {
+        for service in &mut services {
+            service.stats = None;
+        }
+    }
 
     let share = services.len().div_ceil(readers.max(1)).max(1);
     let mut shares: Vec<Vec<IpvsService>> = Vec::new();
@@ -204,12 +212,18 @@ where
                             ),
                             &describe,
                             |reply| {
-                                decode_destinations(reply, key.family(), &mut destinations).map_err(
-                                    |source| IpvsError::Decode {
+                                decode_destinations(
+                                    reply,
+                                    key.family(),
+                                    counters,
+                                    &mut destinations,
+                                )
+                                .map_err(|source| {
+                                    IpvsError::Decode {
                                         request: describe(),
                                         source,
-                                    },
-                                )
+                                    }
+                                })
                             },
                         )?;
                         // Each once, as `IpvsHandle::destinations` gives them.

@@ -15,7 +15,7 @@ use attribute::{IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_STATS, IPVS_DEST_ATTR_STATS6
 
 use crate::address::{decode_address, encode_address, IpvsAddressFamily};
 use crate::nla::kind_of;
-use crate::stats::{IpvsStats, IpvsStatsWidth};
+use crate::stats::{IpvsCounters, IpvsStats, IpvsStatsWidth};
 
 const IP_VS_CONN_F_FWD_MASK: u32 = 0x0007;
 const IP_VS_CONN_F_MASQ: u32 = 0;
@@ -259,11 +259,13 @@ impl IpvsDestination {
     /// attribute is parsed by [`IpvsDestAttribute::parse`] as in
     /// [`IpvsDestination::from_attributes`], except the counter nests,
     /// which are summed into [`IpvsStats`] as they are read (and the
-    /// 32-bit one only when there is no 64-bit one). Gives what
+    /// 32-bit one only when there is no 64-bit one), or skipped with
+    /// [`IpvsCounters::Skip`]. With [`IpvsCounters::Keep`] it gives what
     /// `from_attributes` gives on the parsed nest (tested).
     pub fn decode_nest(
         nest: &[u8],
         service_family: IpvsAddressFamily,
+        counters: IpvsCounters,
     ) -> Result<Self, DecodeError> {
         let mut builder = DestinationBuilder::new(service_family);
         let mut legacy_stats = None;
@@ -278,6 +280,8 @@ impl IpvsDestination {
                             .unwrap_or_else(|| DecodeError::from("invalid IPVS_DEST_ATTR_ADDR")));
                     }
                     builder.raw_address = Some(Cow::Borrowed(value_of(nla)));
+                }
+                IPVS_DEST_ATTR_STATS64 | IPVS_DEST_ATTR_STATS if counters == IpvsCounters::Skip => {
                 }
                 IPVS_DEST_ATTR_STATS64 => {
                     builder.stats64 =
