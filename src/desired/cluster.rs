@@ -111,10 +111,12 @@ impl From<&EndpointSlice> for Slice {
         Self {
             service: ClusterState::service_of_slice(slice),
             address_type: slice.address_type.clone(),
+            // Exact sizes: an iterator without one starts a Vec at four.
             ports: slice
                 .ports
+                .as_deref()
+                .unwrap_or_default()
                 .iter()
-                .flatten()
                 .map(|port| SlicePort {
                     name: port.name.clone(),
                     protocol: port.protocol.clone(),
@@ -211,6 +213,13 @@ pub struct PrunedIngress {
     pub ip_mode: Option<String>,
 }
 
+/// `list` without spare capacity (a deserialized one-element list has
+/// room for four).
+fn exact(mut list: Vec<String>) -> Vec<String> {
+    list.shrink_to_fit();
+    list
+}
+
 /// The fields of `service` the desired state reads ([`PrunedService`]).
 pub fn prune_service(service: Service) -> PrunedService {
     let Service {
@@ -221,15 +230,16 @@ pub fn prune_service(service: Service) -> PrunedService {
     let spec = spec.map(|spec| PrunedServiceSpec {
         type_: spec.type_,
         cluster_ip: spec.cluster_ip,
-        cluster_ips: spec.cluster_ips.unwrap_or_default(),
-        external_ips: spec.external_ips.unwrap_or_default(),
+        cluster_ips: exact(spec.cluster_ips.unwrap_or_default()),
+        external_ips: exact(spec.external_ips.unwrap_or_default()),
         ports: spec
             .ports
-            .into_iter()
-            .flatten()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
             .map(|port| PrunedServicePort {
-                name: port.name,
-                protocol: port.protocol,
+                name: port.name.clone(),
+                protocol: port.protocol.clone(),
                 port: port.port,
                 node_port: port.node_port,
             })
