@@ -1,12 +1,6 @@
 //! `ipvs-agent`: the command line. Everything it does is in the library;
 //! this file only turns flags into settings.
 
-/// mimalloc instead of glibc's malloc: the agent rebuilds its view of a
-/// 220,000-object kernel table on reader threads at every resync, and
-/// glibc's per-thread arenas kept the freed views as resident memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -31,6 +25,12 @@ use ipvs_agent::settings::{
 };
 use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
+
+/// mimalloc instead of glibc's malloc: the agent rebuilds its view of a
+/// 220,000-object kernel table on reader threads at every resync, and
+/// glibc's per-thread arenas kept the freed views as resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Programs IPVS for Kubernetes Services on this node (a kube-proxy IPVS
 /// mode replacement).
