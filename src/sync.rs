@@ -208,7 +208,7 @@ pub struct SyncEngine {
     /// read what they touch first).
     kernel_complete: bool,
     /// Whether the view keeps the kernel's counters (only the per-server
-    /// metrics read them: otherwise they are not even decoded).
+    /// metrics read them: otherwise full reads skip them).
     keep_counters: bool,
     draining: Draining,
     /// The problems last reported per Service (to log each only once).

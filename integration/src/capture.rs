@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::GenlMessage;
+
 const LINKTYPE_NETLINK: u32 = 253;
 const NETLINK_GENERIC: u16 = 16;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
 /// IPVS_CMD_NEW_SERVICE .. IPVS_CMD_DEL_DEST without the GET commands.
 const WRITE_COMMANDS: [u8; 6] = [1, 2, 3, 5, 6, 7];
 
@@ -127,29 +130,18 @@ impl Drop for NetlinkCapture {
 /// exists: the kernel answers ENOENT); the request carries the name, so
 /// its arrival in the capture file marks a point in the message stream.
 fn send_marker(marker: &str) {
-    use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
-    const GENL_ID_CTRL: u16 = 16;
-    const CTRL_CMD_GETFAMILY: u8 = 3;
-    const CTRL_ATTR_FAMILY_NAME: u16 = 2;
-    let name_length = marker.len() + 1;
-    let attribute_length = 4 + name_length;
-    let length = 16 + 4 + attribute_length.next_multiple_of(4);
-    let mut message = Vec::with_capacity(length);
-    message.extend_from_slice(&(length as u32).to_ne_bytes());
-    message.extend_from_slice(&GENL_ID_CTRL.to_ne_bytes());
-    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    message.extend_from_slice(&1u32.to_ne_bytes());
-    message.extend_from_slice(&0u32.to_ne_bytes());
-    message.extend_from_slice(&[CTRL_CMD_GETFAMILY, 1, 0, 0]);
-    message.extend_from_slice(&(attribute_length as u16).to_ne_bytes());
-    message.extend_from_slice(&CTRL_ATTR_FAMILY_NAME.to_ne_bytes());
-    message.extend_from_slice(marker.as_bytes());
-    message.resize(length, 0);
-    let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
-    socket.bind_auto().expect("bind");
-    socket
-        .send_to(&message, &SocketAddr::new(0, 0), 0)
-        .expect("send the capture marker");
+    let mut genl = GenlMessage::from_payload(GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(marker.to_owned())],
+    });
+    genl.finalize();
+    let mut message = NetlinkMessage::from(genl);
+    message.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    message.finalize();
+    let mut bytes = vec![0; message.buffer_len()];
+    message.serialize(&mut bytes);
+    let socket = crate::raw::kernel_socket(64 * 1024);
+    socket.send(&bytes, 0).expect("send the capture marker");
     let mut answer = vec![0u8; 4096];
     let _ = socket.recv(&mut &mut answer[..], 0);
 }

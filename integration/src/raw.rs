@@ -44,7 +44,7 @@ pub fn encode_datagrams(
 }
 
 /// A blocking generic netlink socket talking to the kernel.
-fn kernel_socket(receive_buffer: usize) -> Socket {
+pub(crate) fn kernel_socket(receive_buffer: usize) -> Socket {
     let mut socket = Socket::new(NETLINK_GENERIC).expect("netlink socket");
     socket.bind_auto().expect("bind");
     socket.connect(&SocketAddr::new(0, 0)).expect("connect");

@@ -215,7 +215,7 @@ pub struct PrunedIngress {
 
 /// `list` without spare capacity (a deserialized one-element list has
 /// room for four).
-fn exact(mut list: Vec<String>) -> Vec<String> {
+fn exact<T>(mut list: Vec<T>) -> Vec<T> {
     list.shrink_to_fit();
     list
 }
@@ -232,18 +232,18 @@ pub fn prune_service(service: Service) -> PrunedService {
         cluster_ip: spec.cluster_ip,
         cluster_ips: exact(spec.cluster_ips.unwrap_or_default()),
         external_ips: exact(spec.external_ips.unwrap_or_default()),
-        ports: spec
-            .ports
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|port| PrunedServicePort {
-                name: port.name.clone(),
-                protocol: port.protocol.clone(),
-                port: port.port,
-                node_port: port.node_port,
-            })
-            .collect(),
+        ports: exact(
+            spec.ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|port| PrunedServicePort {
+                    name: port.name,
+                    protocol: port.protocol,
+                    port: port.port,
+                    node_port: port.node_port,
+                })
+                .collect(),
+        ),
         has_selector: spec.selector.is_some_and(|selector| !selector.is_empty()),
         session_affinity: spec.session_affinity,
         client_ip_timeout_seconds: spec

@@ -14,7 +14,8 @@ pub use attribute::{IpvsStatsAttribute, IpvsStatsWidth};
 pub enum IpvsCounters {
     /// Decode `STATS64` (else `STATS`) into `stats`.
     Keep,
-    /// Leave `stats` empty; the counter nests are not decoded.
+    /// Leave `stats` empty; real servers' counter nests are not even
+    /// decoded (the few services' are decoded, then dropped).
     Skip,
 }
 
