@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the real-kernel tests need, when missing: QEMU, a Debian
 # kernel with IPVS (linux-image-amd64), ipvsadm, busybox (static, for
-# virtme-ng's init), tcpdump, and virtme-ng (PyPI, command `vng`); plus the
-# rustfmt and clippy components. Idempotent. Exits non-zero naming whatever
+# virtme-ng's init), tcpdump, a C compiler (mimalloc, the agent's allocator,
+# is built from C), and virtme-ng (PyPI, command `vng`); plus the rustfmt
+# and clippy components. Idempotent. Exits non-zero naming whatever
 # is still missing.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v ipvsadm >/dev/null || [ -x /usr/sbin/ipvsadm ] || missing_packages+=(
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing_packages+=(busybox-static)
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || missing_packages+=(tcpdump)
 command -v ip >/dev/null || missing_packages+=(iproute2)
+command -v cc >/dev/null || missing_packages+=(gcc libc6-dev)
 command -v modprobe >/dev/null || [ -x /sbin/modprobe ] || missing_packages+=(kmod)
 compgen -G '/boot/vmlinuz-*' >/dev/null || missing_packages+=(linux-image-amd64)
 
@@ -40,6 +42,7 @@ command -v ipvsadm >/dev/null || [ -x /usr/sbin/ipvsadm ] || still_missing+=("ip
 compgen -G '/boot/vmlinuz-*' >/dev/null || still_missing+=("a kernel in /boot (apt: linux-image-amd64)")
 command -v vng >/dev/null || still_missing+=("vng (pip: virtme-ng)")
 command -v cargo >/dev/null || still_missing+=("cargo (the Rust toolchain)")
+command -v cc >/dev/null || still_missing+=("a C compiler for mimalloc (apt: gcc libc6-dev)")
 cargo fmt --version >/dev/null 2>&1 || still_missing+=("rustfmt (rustup component add rustfmt)")
 cargo clippy --version >/dev/null 2>&1 || still_missing+=("clippy (rustup component add clippy)")
 if [ ${#still_missing[@]} -gt 0 ]; then
