@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ipvs_agent::desired::{desired_state, ClusterState};
-use ipvs_agent::diff::{plan_changes, DrainPolicy, Draining, Ownership, Table};
-use ipvs_agent::manifests::{load_text, LoadedManifests};
-use ipvs_agent::settings::{NodeContext, ProxySettings};
+use ipvs_agent::desired::desired_state;
+use ipvs_agent::diff::{plan_changes, DrainPolicy, Draining, Ownership};
+use ipvs_agent::model::{ClusterState, NodeContext, ProxySettings, Table};
+use ipvs_agent::sources::manifests::{load_text, LoadedManifests};
 
 const SERVICES: usize = 20_000;
 const ENDPOINTS: usize = 10;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::parse_duration;
+use crate::model::settings::parse_duration;
 
 /// The IPVS part of the configuration (`ipvs:`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -10,19 +10,21 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
-use ipvs_agent::admin::{cleanup, list_kernel, ListFormat};
+use ipvs_agent::commands::cleanup::cleanup;
+use ipvs_agent::commands::list::{list_kernel, ListFormat};
+use ipvs_agent::commands::plan::{render_json, render_save, render_text};
 use ipvs_agent::config::{duration_of, parse_kube_proxy_configuration};
 use ipvs_agent::desired::desired_state;
-use ipvs_agent::health::Health;
-use ipvs_agent::kubernetes::{run_kubernetes, KubernetesOptions};
-use ipvs_agent::manifests::load_manifests;
-use ipvs_agent::metrics::ServerMetrics;
-use ipvs_agent::plan_output::{render_json, render_save, render_text};
-use ipvs_agent::run::{run_manifests, RunOptions};
-use ipvs_agent::serve::{serve_health, serve_metrics};
-use ipvs_agent::settings::{
-    parse_duration, IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings,
-};
+use ipvs_agent::driver::RunOptions;
+use ipvs_agent::model::settings::{parse_duration, IpFamilyMode, NodePortAddresses};
+use ipvs_agent::model::{LocalAddress, NodeContext, ProxySettings};
+use ipvs_agent::ops::health::Health;
+use ipvs_agent::ops::http::{serve_health, serve_metrics};
+use ipvs_agent::ops::metrics::ServerMetrics;
+use ipvs_agent::ops::node_events::NodeEvents;
+use ipvs_agent::ops::Observers;
+use ipvs_agent::sources::kubernetes::KubernetesSource;
+use ipvs_agent::sources::manifests::{load_manifests, ManifestSource};
 use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
 
@@ -491,12 +493,17 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
     if args.cleanup {
         return cleanup_owned(&settings);
     }
+    let node_name = node_name(&args.settings)?;
     let options = RunOptions {
-        manifests: args.manifests.clone(),
-        node_name: node_name(&args.settings)?,
+        node_name: node_name.clone(),
         node_addresses: args.settings.node_ip.clone(),
         sync_period: args.ipvs_sync_period,
-        poll_interval: args.manifests_poll_interval,
+        // Files are loaded whole when they change: nothing to coalesce.
+        min_sync_period: if args.manifests.is_empty() {
+            args.ipvs_min_sync_period
+        } else {
+            Duration::ZERO
+        },
         drain_check_interval: args.drain_check_interval,
         timeouts: IpvsTimeouts {
             tcp: seconds(args.ipvs_tcp_timeout),
@@ -504,10 +511,11 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
             udp: seconds(args.ipvs_udp_timeout),
         },
         strict_arp: args.ipvs_strict_arp,
-        // kube-proxy's health timeout: twice the sync period.
-        health: Health::new(args.ipvs_sync_period * 2),
-        server_metrics: ServerMetrics::new(args.per_server_metrics, args.per_server_metrics_limit),
+        keep_counters: args.per_server_metrics,
     };
+    // kube-proxy's health timeout: twice the sync period.
+    let health = Health::new(args.ipvs_sync_period * 2);
+    let server_metrics = ServerMetrics::new(args.per_server_metrics, args.per_server_metrics_limit);
     runtime()?.block_on(async {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -519,54 +527,29 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
             }
         };
         let prometheus =
-            ipvs_agent::metrics::install().context("installing the metrics recorder")?;
+            ipvs_agent::ops::metrics::install().context("installing the metrics recorder")?;
         if let Some(address) = bind_address("--healthz-bind-address", &args.healthz_bind_address)? {
-            serve_health(address, options.health.clone()).await?;
+            serve_health(address, health.clone()).await?;
         }
         if let Some(address) = bind_address("--metrics-bind-address", &args.metrics_bind_address)? {
-            serve_metrics(
-                address,
-                prometheus,
-                options.server_metrics.clone(),
-                options.health.clone(),
-            )
-            .await?;
+            serve_metrics(address, prometheus, server_metrics.clone(), health.clone()).await?;
         }
-        if options.manifests.is_empty() {
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
-            let kubernetes = KubernetesOptions {
-                min_sync_period: args.ipvs_min_sync_period,
-            };
-            run_kubernetes(client, settings, options, kubernetes, shutdown).await?;
+        if args.manifests.is_empty() {
+            let client =
+                ipvs_agent::sources::kubernetes::client(args.kubeconfig.as_deref()).await?;
+            let source = KubernetesSource::start(client.clone(), &node_name, &health);
+            let events = NodeEvents::new(client, &node_name);
+            let observers = Observers::new(health, server_metrics, Some(events));
+            ipvs_agent::driver::run(source, settings, options, observers, shutdown).await?;
         } else {
-            run_manifests(settings, options, shutdown).await?;
+            let source =
+                ManifestSource::open(args.manifests.clone(), args.manifests_poll_interval)?;
+            let observers = Observers::new(health, server_metrics, None);
+            ipvs_agent::driver::run(source, settings, options, observers, shutdown).await?;
         }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A client from `--kubeconfig`, else as kubectl finds one ($KUBECONFIG,
-/// ~/.kube/config) or the in-cluster service account.
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration: give --kubeconfig or --manifests, set KUBECONFIG, or run in a cluster")?,
-    };
-    let mut config = config;
-    // The client's own retry of 503/429/504 (15 tries, minutes in all)
-    // would hide an unavailable API server from the watchers; they have
-    // their own backoff, and health must see the outage.
-    config.default_retry = false;
-    kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 
 fn main() -> anyhow::Result<ExitCode> {

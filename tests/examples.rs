@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
+use ipvs_agent::commands::plan::render_save;
 use ipvs_agent::desired::desired_state;
-use ipvs_agent::manifests::load_manifests;
-use ipvs_agent::plan_output::render_save;
-use ipvs_agent::settings::{LocalAddress, NodeContext, ProxySettings};
+use ipvs_agent::model::{LocalAddress, NodeContext, ProxySettings};
+use ipvs_agent::sources::manifests::load_manifests;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn sync_lines_are_read_from_the_log() {
-        let line = "2026-11-25T05:00:00.000000Z  INFO ipvs_agent::sync: synced kind=\"incremental\" services=1 writes=2 add_service=0 add_real_server=1 delete_real_server=1 duration_ms=1.5";
+        let line = "2026-11-25T05:00:00.000000Z  INFO ipvs_agent::engine::report: synced kind=\"incremental\" services=1 writes=2 add_service=0 add_real_server=1 delete_real_server=1 duration_ms=1.5";
         let sync = parse_sync_line(line).expect("a sync line");
         assert_eq!(sync.kind(), "incremental");
         assert_eq!(
@@ -217,6 +217,8 @@ mod tests {
             ),
             (2, 1, 0)
         );
-        assert!(parse_sync_line("INFO ipvs_agent::run: set net/ipv4/vs/conntrack = 1").is_none());
+        assert!(
+            parse_sync_line("INFO ipvs_agent::driver: set net/ipv4/vs/conntrack = 1").is_none()
+        );
     }
 }

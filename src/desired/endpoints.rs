@@ -21,8 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use super::cluster::{ClusterState, EndpointAddress, PrunedService, ServiceRef};
-use super::FieldError;
+use super::{port_number, FieldError};
+use crate::model::cluster::{ClusterState, EndpointAddress, PrunedService};
+use crate::model::ObjectRef;
 
 /// The label that stops the mirroring of a legacy Endpoints object.
 pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
@@ -81,10 +82,6 @@ pub fn select(endpoints: &BTreeMap<SocketAddr, EndpointState>) -> EndpointSets {
     EndpointSets { cluster, local }
 }
 
-fn port_number(value: i32) -> Option<u16> {
-    u16::try_from(value).ok().filter(|port| *port != 0)
-}
-
 /// A Service port, as endpoints are matched to it.
 #[derive(Debug, Clone, Copy)]
 pub struct PortMatch<'a> {
@@ -99,7 +96,7 @@ pub struct PortMatch<'a> {
 /// Every endpoint of `service_ref` for `port`, with its state. Problems in
 /// slices and Endpoints are added to `problems`, once per field.
 pub fn collect(
-    service_ref: &ServiceRef,
+    service_ref: &ObjectRef,
     service: &PrunedService,
     port: PortMatch<'_>,
     cluster: &ClusterState,
@@ -113,7 +110,7 @@ pub fn collect(
             .and_modify(|existing| existing.merge(state))
             .or_insert(state);
     };
-    let mut problem = |kind: &'static str, object: &ServiceRef, field: String, message: String| {
+    let mut problem = |kind: &'static str, object: &ObjectRef, field: String, message: String| {
         let error = FieldError {
             kind,
             object: object.to_string(),

@@ -1,8 +1,6 @@
-//! The desired state: Kubernetes objects in, the IPVS table and the
+//! The desired state: Kubernetes objects (a [`ClusterState`]) in, the IPVS table and the
 //! `kube-ipvs0` addresses out, by kube-proxy's IPVS rules. Pure: no I/O.
 //!
-//! - [`cluster`]: the objects (Services, EndpointSlices, legacy Endpoints),
-//!   indexed by the Service they belong to.
 //! - [`virtual_servers`]: which virtual servers a Service port gets
 //!   (ClusterIPs, externalIPs, LoadBalancer ingress IPs, NodePorts) and
 //!   with which scheduler and persistence.
@@ -12,14 +10,13 @@
 //!   conditions, traffic policies, legacy Endpoints mirroring).
 //!
 //! Per-Service scheduler override: the annotation
-//! [`SCHEDULER_ANNOTATION`] (`ipvs-agent.io/scheduler: wrr`) on a Service
+//! [`SCHEDULER_ANNOTATION`](crate::model::object_ref::SCHEDULER_ANNOTATION) (`ipvs-agent.io/scheduler: wrr`) on a Service
 //! picks its scheduler instead of `--ipvs-scheduler`.
 //!
 //! Every problem names the object and the field ([`FieldError`]); a bad
 //! port is skipped with its error while the Service's other ports are
 //! still programmed, and one bad Service never stops the others.
 
-pub mod cluster;
 pub mod endpoints;
 pub mod node_addresses;
 pub mod virtual_servers;
@@ -31,11 +28,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-pub use cluster::{ClusterState, ServiceRef};
-pub use virtual_servers::SCHEDULER_ANNOTATION;
+use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
 
-use crate::diff::Table;
-use crate::settings::{NodeContext, ProxySettings};
+/// A port number from the API (an `i32`), if it is one (1-65535).
+fn port_number(value: i32) -> Option<u16> {
+    u16::try_from(value).ok().filter(|port| *port != 0)
+}
 
 /// A problem with one field of one object. Displays as
 /// `Service default/web: spec.ports[1].protocol: unsupported protocol "ICMP"`.
@@ -55,7 +53,7 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with `field` of the Service `service`.
     pub fn service(
-        service: &ServiceRef,
+        service: &ObjectRef,
         field: impl Into<String>,
         message: impl fmt::Display,
     ) -> Self {
@@ -98,7 +96,7 @@ pub struct NoLocalEndpoints {
 /// is not in the cluster state. Parts with problems are skipped and listed
 /// in [`ServiceDesired::problems`].
 pub fn desired_for_service(
-    service_ref: &ServiceRef,
+    service_ref: &ObjectRef,
     cluster: &ClusterState,
     node: &NodeContext,
     settings: &ProxySettings,
@@ -117,7 +115,7 @@ pub fn desired_for_service(
 #[derive(Debug, Clone, Default)]
 pub struct DesiredState {
     /// Per Service.
-    pub services: BTreeMap<ServiceRef, ServiceDesired>,
+    pub services: BTreeMap<ObjectRef, ServiceDesired>,
     /// Virtual servers claimed by two Services: the first (by namespace and
     /// name) keeps it.
     pub conflicts: Vec<FieldError>,
@@ -160,7 +158,7 @@ pub fn desired_state(
     settings: &ProxySettings,
 ) -> DesiredState {
     let mut state = DesiredState::default();
-    let mut owners: BTreeMap<netlink_ipvs::IpvsServiceKey, ServiceRef> = BTreeMap::new();
+    let mut owners: BTreeMap<netlink_ipvs::IpvsServiceKey, ObjectRef> = BTreeMap::new();
     for (service_ref, service) in &cluster.services {
         let desired =
             virtual_servers::service_desired(service_ref, service, cluster, node, settings);

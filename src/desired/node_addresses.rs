@@ -9,18 +9,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::settings::{NodeContext, ProxySettings};
-
-/// The interface that holds the VIPs; its addresses are never node
-/// addresses.
-pub const KUBE_IPVS_INTERFACE: &str = "kube-ipvs0";
-
-fn is_ipv6_link_local(address: &IpAddr) -> bool {
-    match address {
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-        IpAddr::V4(_) => false,
-    }
-}
+use crate::model::node::{is_ipv6_link_local, NodeContext, KUBE_IPVS_INTERFACE};
+use crate::model::settings::ProxySettings;
 
 /// The node addresses NodePort virtual servers are made on.
 pub fn nodeport_addresses(node: &NodeContext, settings: &ProxySettings) -> BTreeSet<IpAddr> {

@@ -9,7 +9,8 @@ use netlink_ipvs::{IpvsProtocol, IpvsServiceFlags, IpvsServiceKey};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::settings::{IpFamilyMode, LocalAddress, NodeContext, NodePortAddresses, ProxySettings};
+use crate::model::settings::{IpFamilyMode, NodePortAddresses};
+use crate::model::{LocalAddress, NodeContext, ProxySettings};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -38,8 +39,8 @@ fn slice(name: &str, address_type: &str, ports: Value, endpoints: Value) -> Endp
     .unwrap()
 }
 
-fn web_ref() -> ServiceRef {
-    ServiceRef::new("default", "web")
+fn web_ref() -> ObjectRef {
+    ObjectRef::new("default", "web")
 }
 
 fn node() -> NodeContext {
@@ -838,10 +839,10 @@ fn slices_are_indexed_by_service_and_follow_relabelling() {
     let touched = cluster.insert_slice(&moved);
     assert_eq!(
         touched,
-        [web_ref(), ServiceRef::new("default", "other")].into()
+        [web_ref(), ObjectRef::new("default", "other")].into()
     );
     assert_eq!(cluster.slices_of(&web_ref()).count(), 0);
-    let removed = cluster.remove_slice(&ServiceRef::new("default", "web-1"));
-    assert_eq!(removed, [ServiceRef::new("default", "other")].into());
+    let removed = cluster.remove_slice(&ObjectRef::new("default", "web-1"));
+    assert_eq!(removed, [ObjectRef::new("default", "other")].into());
     assert!(cluster.endpoint_slices.is_empty());
 }

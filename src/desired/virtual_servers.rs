@@ -27,19 +27,14 @@ use netlink_ipvs::{
     IpvsDestination, IpvsForwardingMethod, IpvsProtocol, IpvsService, IpvsServiceKey,
 };
 
-use super::cluster::{ClusterState, PrunedService, PrunedServiceSpec, ServiceRef};
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
-use super::node_addresses::{nodeport_addresses, KUBE_IPVS_INTERFACE};
-use super::{FieldError, ServiceDesired};
-use crate::diff::TableEntry;
-use crate::settings::{NodeContext, ProxySettings};
-
-/// The annotation that picks a Service's IPVS scheduler
-/// (`ipvs-agent.io/scheduler: wrr`), instead of `--ipvs-scheduler`.
-pub const SCHEDULER_ANNOTATION: &str = "ipvs-agent.io/scheduler";
-
-/// The label that gives a Service to another proxy.
-pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+use super::node_addresses::nodeport_addresses;
+use super::{port_number, FieldError, ServiceDesired};
+use crate::model::cluster::{ClusterState, PrunedService, PrunedServiceSpec};
+use crate::model::object_ref::{ObjectRef, SCHEDULER_ANNOTATION};
+use crate::model::TableEntry;
+use crate::model::KUBE_IPVS_INTERFACE;
+use crate::model::{NodeContext, ProxySettings};
 
 /// kube-proxy's default ClientIP affinity timeout (3 hours).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
@@ -54,7 +49,7 @@ enum Traffic {
 }
 
 struct Problems<'a> {
-    service: &'a ServiceRef,
+    service: &'a ObjectRef,
     list: Vec<FieldError>,
 }
 
@@ -150,13 +145,9 @@ fn protocol(text: &str) -> Option<IpvsProtocol> {
     }
 }
 
-fn port_number(value: i32) -> Option<u16> {
-    u16::try_from(value).ok().filter(|port| *port != 0)
-}
-
 /// The desired state of one Service.
 pub fn service_desired(
-    service_ref: &ServiceRef,
+    service_ref: &ObjectRef,
     service: &PrunedService,
     cluster: &ClusterState,
     node: &NodeContext,
@@ -181,7 +172,7 @@ pub fn service_desired(
 }
 
 fn build(
-    service_ref: &ServiceRef,
+    service_ref: &ObjectRef,
     service: &PrunedService,
     cluster: &ClusterState,
     node: &NodeContext,

@@ -2,14 +2,11 @@
 //! kernel's equal the desired one. Pure: no I/O, no errno; the apply layer
 //! sends the operations.
 //!
-//! - [`table`]: the table both sides are read into.
 //! - [`ownership`]: which kernel virtual servers are the agent's to change.
 //! - [`plan`]: the diff itself, with graceful termination of real servers.
 
 pub mod ownership;
 pub mod plan;
-pub mod table;
 
 pub use ownership::Ownership;
 pub use plan::{plan_changes, DrainPolicy, Draining, Plan};
-pub use table::{Table, TableEntry};

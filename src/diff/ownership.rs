@@ -8,6 +8,8 @@ use std::ops::RangeInclusive;
 use ipnetwork::IpNetwork;
 use netlink_ipvs::IpvsServiceKey;
 
+use crate::model::{LocalAddress, ProxySettings, KUBE_IPVS_INTERFACE};
+
 /// The agent owns a virtual server when its address is bound on
 /// `kube-ipvs0`, or is a node address with a port in the NodePort range;
 /// and the address is not inside an excluded CIDR (`--ipvs-exclude-cidrs`).
@@ -25,6 +27,26 @@ pub struct Ownership {
 }
 
 impl Ownership {
+    /// What the agent owns on a node whose interfaces hold `local`
+    /// (`kube-ipvs0`'s addresses are not node addresses), with
+    /// `bound_addresses` on `kube-ipvs0` (held or wanted there).
+    pub fn new(
+        settings: &ProxySettings,
+        bound_addresses: BTreeSet<IpAddr>,
+        local: &[LocalAddress],
+    ) -> Self {
+        Self {
+            bound_addresses,
+            node_addresses: local
+                .iter()
+                .filter(|local| local.interface != KUBE_IPVS_INTERFACE)
+                .map(|local| local.address)
+                .collect(),
+            node_port_range: Some(settings.node_port_range.clone()),
+            excluded: settings.exclude_cidrs.clone(),
+        }
+    }
+
     /// Whether the agent may change or delete the virtual server `key`.
     pub fn owns(&self, key: &IpvsServiceKey) -> bool {
         let IpvsServiceKey::Inet { address, port, .. } = key else {

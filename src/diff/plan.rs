@@ -22,7 +22,8 @@ use netlink_ipvs::{
 };
 
 use super::ownership::Ownership;
-use super::table::{Table, TableEntry};
+use crate::model::settings::DEFAULT_DRAIN_TIMEOUT;
+use crate::model::{Table, TableEntry};
 
 /// How long a removed TCP real server may drain (`--ipvs-drain-timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub struct DrainPolicy {
 impl Default for DrainPolicy {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(15 * 60),
+            timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -73,7 +74,8 @@ fn real_server_differs(desired: &IpvsDestination, kernel: &IpvsDestination) -> b
         || desired.tunnel_flags != kernel.tunnel_flags
 }
 
-fn is_tcp(key: &IpvsServiceKey) -> bool {
+/// Whether a virtual server is TCP (only TCP real servers drain).
+pub fn is_tcp(key: &IpvsServiceKey) -> bool {
     matches!(
         key,
         IpvsServiceKey::Inet {

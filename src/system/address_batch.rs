@@ -23,9 +23,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessa
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use super::errno::{EADDRNOTAVAIL, EEXIST};
+
 const NLMSG_ERROR: u16 = 2;
-const EEXIST: i32 = 17;
-const EADDRNOTAVAIL: i32 = 99;
 
 /// How many address messages go in one datagram (each is under 64 bytes;
 /// the kernel's answers for a whole datagram of failures fit the socket's

@@ -12,13 +12,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkDummy, LinkUnspec};
 
-use crate::settings::LocalAddress;
-use crate::system::address_batch::{
-    send_address_datagrams, AddressRequest, ADDRESSES_PER_DATAGRAM,
-};
-
-const EEXIST: i32 = 17;
-const ENODEV: i32 = 19;
+use super::address_batch::{send_address_datagrams, AddressRequest, ADDRESSES_PER_DATAGRAM};
+use super::errno::{EEXIST, ENODEV};
+use crate::model::node::{is_ipv6_link_local, LocalAddress};
 
 /// A failed rtnetlink request, naming what it was about.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +77,6 @@ pub fn address_changes(current: &BTreeSet<IpAddr>, wanted: &BTreeSet<IpAddr>) ->
         added: wanted.difference(current).copied().collect(),
         removed: current.difference(wanted).copied().collect(),
     }
-}
-
-/// fe80::/10.
-pub fn is_ipv6_link_local(address: &IpAddr) -> bool {
-    matches!(address, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// rtnetlink access for the agent.

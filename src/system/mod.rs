@@ -4,7 +4,11 @@
 //!   node's local addresses, over rtnetlink.
 //! - [`address_batch`]: many address changes in few datagrams.
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
+//! - [`errno`]: the kernel answers told apart there.
+//!
+//! Depends on [`crate::model`] only.
 
 pub mod address_batch;
+pub mod errno;
 pub mod link;
 pub mod sysctl;

@@ -10,7 +10,9 @@
 //! file, document, object and field, and skipped; the rest still loads.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -18,7 +20,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::desired::ClusterState;
+use tracing::warn;
+
+use super::{Change, Source};
+use crate::model::{changed_services, ClusterState};
 
 /// A path that could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,17 @@ fn is_manifest_file(path: &Path) -> bool {
     )
 }
 
+/// The manifest files directly inside the directory `dir`, in name order
+/// (the one walker: loading and change detection both use it).
+fn directory_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|entry| entry.is_file() && is_manifest_file(entry))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
 /// The files behind `paths` (directories expanded, in name order).
 pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
     let mut files = Vec::new();
@@ -87,18 +103,41 @@ pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> 
         };
         let metadata = std::fs::metadata(path).map_err(error)?;
         if metadata.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(error)?
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|entry| entry.is_file() && is_manifest_file(entry))
-                .collect();
-            entries.sort();
-            files.extend(entries);
+            files.extend(directory_manifests(path).map_err(error)?);
         } else {
             files.push(path.clone());
         }
     }
     Ok(files)
+}
+
+/// Path, size and modification time of one watched path.
+type Stamp = (PathBuf, u64, Option<SystemTime>);
+
+/// Paths, sizes and modification times of the given paths and of the
+/// manifest files in the given directories (the files [`load_manifests`]
+/// reads): a change in any of them means the files are loaded again.
+pub fn fingerprint(paths: &[PathBuf]) -> Vec<Stamp> {
+    let stamp = |path: &Path| -> Stamp {
+        match std::fs::metadata(path) {
+            Ok(metadata) => {
+                let size = if metadata.is_dir() { 0 } else { metadata.len() };
+                (path.to_owned(), size, metadata.modified().ok())
+            }
+            Err(_) => (path.to_owned(), 0, None),
+        }
+    };
+    let mut seen = Vec::new();
+    for path in paths {
+        seen.push(stamp(path));
+        if path.is_dir() {
+            for file in directory_manifests(path).unwrap_or_default() {
+                seen.push(stamp(&file));
+            }
+        }
+    }
+    seen.sort();
+    seen
 }
 
 /// Loads every object of `paths`.
@@ -232,5 +271,155 @@ fn parse<T: DeserializeOwned>(
                 .push(problem(Some(&field), error.into_inner().to_string()));
             None
         }
+    }
+}
+
+/// The manifest files as a [`Source`]: loaded at start, then polled (their
+/// paths, sizes and modification times); on a change they are loaded again
+/// and only the Services whose objects (the Service, its EndpointSlices, its
+/// Endpoints) differ are yielded. A file that fails to load as a whole
+/// keeps the last state.
+#[derive(Debug)]
+pub struct ManifestSource {
+    paths: Vec<PathBuf>,
+    seen: Vec<Stamp>,
+    cluster: ClusterState,
+    poll: tokio::time::Interval,
+}
+
+impl ManifestSource {
+    /// Loads `paths` (failing when they cannot be read at all) and polls
+    /// them every `poll_interval`.
+    pub fn open(paths: Vec<PathBuf>, poll_interval: Duration) -> Result<Self, ManifestError> {
+        let seen = fingerprint(&paths);
+        let cluster = load_reporting(&paths)?;
+        let mut poll = tokio::time::interval(poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Self {
+            paths,
+            seen,
+            cluster,
+            poll,
+        })
+    }
+}
+
+/// Loads `paths`, logging each object that was skipped.
+fn load_reporting(paths: &[PathBuf]) -> Result<ClusterState, ManifestError> {
+    let loaded = load_manifests(paths)?;
+    for problem in &loaded.problems {
+        warn!("skipped: {problem}");
+    }
+    Ok(loaded.cluster)
+}
+
+impl Source for ManifestSource {
+    async fn next_change(&mut self) -> Option<Change> {
+        loop {
+            self.poll.tick().await;
+            let now_seen = fingerprint(&self.paths);
+            if now_seen == self.seen {
+                continue;
+            }
+            self.seen = now_seen;
+            let received = Instant::now();
+            let cluster = match load_reporting(&self.paths) {
+                Ok(cluster) => cluster,
+                Err(error) => {
+                    warn!(%error, "reading manifests; keeping the last state");
+                    continue;
+                }
+            };
+            let services = changed_services(&self.cluster, &cluster);
+            self.cluster = cluster;
+            if !services.is_empty() {
+                return Some(Change {
+                    services,
+                    received,
+                    endpoints: false,
+                    node_eligible: None,
+                });
+            }
+        }
+    }
+
+    fn cluster(&self) -> &ClusterState {
+        &self.cluster
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn node_addresses(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ObjectRef;
+    use serde_json::json;
+    use std::collections::BTreeSet;
+
+    fn cluster(documents: &[serde_json::Value]) -> ClusterState {
+        let mut loaded = LoadedManifests::default();
+        let text = documents
+            .iter()
+            .map(|document| serde_json::to_string(document).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        load_text(Path::new("test.yaml"), &text, &mut loaded);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        loaded.cluster
+    }
+
+    fn service(name: &str, ip: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
+    }
+
+    fn slice(name: &str, service: &str, address: &str) -> serde_json::Value {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+               "addressType": "IPv4", "ports": [{"port": 8080}],
+               "endpoints": [{"addresses": [address]}]})
+    }
+
+    fn names(changed: BTreeSet<ObjectRef>) -> Vec<String> {
+        changed.into_iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn only_services_whose_objects_changed_are_recomputed() {
+        let before = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("c", "10.1.0.3"),
+            slice("a-1", "a", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert!(changed_services(&before, &before.clone()).is_empty());
+        let after = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("d", "10.1.0.4"),
+            slice("a-1", "a", "10.244.0.9"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert_eq!(
+            names(changed_services(&before, &after)),
+            vec!["a", "c", "d"],
+            "a's slice changed, c was deleted, d was added; b is untouched"
+        );
+        let moved = cluster(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            service("c", "10.1.0.3"),
+            slice("a-1", "b", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        assert_eq!(names(changed_services(&before, &moved)), vec!["a", "b"]);
     }
 }

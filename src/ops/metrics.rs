@@ -1,7 +1,7 @@
 //! Prometheus metrics: kube-proxy's names where the meaning is the same,
 //! `ipvs_agent_*` for the rest, through the `metrics` facade and
 //! metrics-exporter-prometheus (rendered by the HTTP server in
-//! [`crate::serve`]).
+//! [`super::http`]).
 //!
 //! Per-server traffic counters come from the kernel's 64-bit counters,
 //! read with the table at every full resync; they are rendered from a
@@ -18,8 +18,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use netlink_ipvs::{IpvsServiceKey, IpvsStats};
 
-use crate::diff::Table;
-use crate::sync::{SyncKind, SyncReport};
+use crate::engine::report::SyncReport;
+use crate::model::Table;
 
 /// kube-proxy's buckets for its duration histograms (1 ms to ~16 s).
 const DURATION_BUCKETS: [f64; 15] = [
@@ -100,50 +100,34 @@ fn describe() {
     describe_counter!("ipvs_agent_syncs_total", "Syncs completed, by kind");
 }
 
-/// Records a completed sync (`repair`: a periodic full resync, whose
-/// writes are drift repairs).
-pub fn record_sync(report: &SyncReport, repair: bool) {
+/// Records a completed sync: its duration and messages, and the size of
+/// the desired table after it (and the Local-policy Services without
+/// local endpoints).
+pub fn record_sync(report: &SyncReport) {
     histogram!("kubeproxy_sync_proxy_rules_duration_seconds").record(report.duration.as_secs_f64());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     gauge!("kubeproxy_sync_proxy_rules_last_timestamp_seconds").set(now.as_secs_f64());
     counter!("ipvs_agent_syncs_total", "kind" => report.kind.as_str()).increment(1);
-    let sent = &report.sent;
-    for (kind, count) in [
-        ("add_service", sent.add_service),
-        ("edit_service", sent.edit_service),
-        ("delete_service", sent.delete_service),
-        ("add_real_server", sent.add_real_server),
-        ("edit_real_server", sent.edit_real_server),
-        ("delete_real_server", sent.delete_real_server),
-    ] {
-        counter!("ipvs_agent_netlink_messages_total", "kind" => kind).increment(count);
+    for (kind, count) in report.sent.iter() {
+        counter!("ipvs_agent_netlink_messages_total", "kind" => kind.name()).increment(count);
     }
     for (errno, count) in &report.errors {
         counter!("ipvs_agent_kernel_errors_total", "errno" => errno.to_string())
             .increment(*count as u64);
     }
-    if repair && report.kind == SyncKind::Full {
-        counter!("ipvs_agent_drift_repairs_total").increment(sent.total());
+    if report.repair {
+        counter!("ipvs_agent_drift_repairs_total").increment(report.sent.total());
     }
     gauge!("ipvs_agent_draining_real_servers").set(report.draining as f64);
-}
-
-/// Records the size of the desired table and the Local-policy Services
-/// without local endpoints.
-pub fn record_table(
-    virtual_servers: usize,
-    real_servers: usize,
-    no_local_internal: usize,
-    no_local_external: usize,
-) {
-    gauge!("ipvs_agent_virtual_servers").set(virtual_servers as f64);
-    gauge!("ipvs_agent_real_servers").set(real_servers as f64);
+    let totals = &report.totals;
+    gauge!("ipvs_agent_virtual_servers").set(totals.virtual_servers as f64);
+    gauge!("ipvs_agent_real_servers").set(totals.real_servers as f64);
     gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy" => "internal")
-        .set(no_local_internal as f64);
+        .set(totals.no_local_internal as f64);
     gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy" => "external")
-        .set(no_local_external as f64);
+        .set(totals.no_local_external as f64);
 }
 
 /// Records one network programming latency.
@@ -283,7 +267,7 @@ pub fn render_server_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::TableEntry;
+    use crate::model::TableEntry;
     use netlink_ipvs::{IpvsDestination, IpvsForwardingMethod, IpvsService};
 
     fn table() -> Table {

@@ -10,58 +10,21 @@
 //! 200,000 endpoints as full API objects cost hundreds of MiB.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::virtual_servers::{SCHEDULER_ANNOTATION, SERVICE_PROXY_NAME_LABEL};
-
-/// The label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// `namespace/name` of an object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceRef {
-    /// Namespace (`default` when the object gives none).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ServiceRef {
-    /// `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// The reference of an object from its metadata (namespace `default`
-    /// when unset).
-    pub fn of(metadata: &ObjectMeta) -> Self {
-        Self::new(
-            metadata.namespace.as_deref().unwrap_or("default"),
-            metadata.name.as_deref().unwrap_or(""),
-        )
-    }
-}
-
-impl fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use super::object_ref::{
+    ObjectRef, SCHEDULER_ANNOTATION, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL,
+};
 
 /// An EndpointSlice as the desired state reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slice {
     /// The Service it belongs to (its `kubernetes.io/service-name` label,
     /// in the slice's namespace); `None` without the label.
-    pub service: Option<ServiceRef>,
+    pub service: Option<ObjectRef>,
     /// `addressType` (`IPv4`, `IPv6`, `FQDN`).
     pub address_type: String,
     /// `ports`.
@@ -282,22 +245,22 @@ pub fn prune_service(service: Service) -> PrunedService {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
     /// Services by `namespace/name`, pruned ([`prune_service`]).
-    pub services: BTreeMap<ServiceRef, PrunedService>,
+    pub services: BTreeMap<ObjectRef, PrunedService>,
     /// EndpointSlices by their own `namespace/name`.
-    pub endpoint_slices: BTreeMap<ServiceRef, Slice>,
+    pub endpoint_slices: BTreeMap<ObjectRef, Slice>,
     /// Legacy Endpoints by `namespace/name` (the Service's).
-    pub endpoints: BTreeMap<ServiceRef, Endpoints>,
+    pub endpoints: BTreeMap<ObjectRef, Endpoints>,
     /// Each Service's slices, sorted (a Vec: most Services have one
     /// slice, and a one-element set would cost a whole B-tree node).
-    slices_by_service: BTreeMap<ServiceRef, Vec<ServiceRef>>,
+    slices_by_service: BTreeMap<ObjectRef, Vec<ObjectRef>>,
 }
 
 impl ClusterState {
     /// The Service an EndpointSlice belongs to (its
     /// `kubernetes.io/service-name` label, in the slice's namespace).
-    pub fn service_of_slice(slice: &EndpointSlice) -> Option<ServiceRef> {
+    pub fn service_of_slice(slice: &EndpointSlice) -> Option<ObjectRef> {
         let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-        Some(ServiceRef::new(
+        Some(ObjectRef::new(
             slice.metadata.namespace.as_deref().unwrap_or("default"),
             name.clone(),
         ))
@@ -305,31 +268,31 @@ impl ClusterState {
 
     /// Adds or replaces a Service (pruned: [`prune_service`]).
     pub fn insert_service(&mut self, service: Service) {
-        self.insert_pruned_service(ServiceRef::of(&service.metadata), prune_service(service));
+        self.insert_pruned_service(ObjectRef::of(&service.metadata), prune_service(service));
     }
 
     /// Adds or replaces the Service `service_ref`, already pruned.
-    pub fn insert_pruned_service(&mut self, service_ref: ServiceRef, service: PrunedService) {
+    pub fn insert_pruned_service(&mut self, service_ref: ObjectRef, service: PrunedService) {
         self.services.insert(service_ref, service);
     }
 
     /// Removes a Service.
-    pub fn remove_service(&mut self, service: &ServiceRef) -> Option<PrunedService> {
+    pub fn remove_service(&mut self, service: &ObjectRef) -> Option<PrunedService> {
         self.services.remove(service)
     }
 
     /// Adds or replaces an EndpointSlice; returns the Services whose state
     /// it may change (the old one's and the new one's).
-    pub fn insert_slice(&mut self, slice: &EndpointSlice) -> BTreeSet<ServiceRef> {
-        self.insert_compact_slice(ServiceRef::of(&slice.metadata), Slice::from(slice))
+    pub fn insert_slice(&mut self, slice: &EndpointSlice) -> BTreeSet<ObjectRef> {
+        self.insert_compact_slice(ObjectRef::of(&slice.metadata), Slice::from(slice))
     }
 
     /// Adds or replaces the slice `slice_ref`, already made compact.
     pub fn insert_compact_slice(
         &mut self,
-        slice_ref: ServiceRef,
+        slice_ref: ObjectRef,
         slice: Slice,
-    ) -> BTreeSet<ServiceRef> {
+    ) -> BTreeSet<ObjectRef> {
         let mut touched = self.remove_slice(&slice_ref);
         if let Some(service) = slice.service.clone() {
             let slices = self.slices_by_service.entry(service.clone()).or_default();
@@ -344,7 +307,7 @@ impl ClusterState {
     }
 
     /// Removes an EndpointSlice; returns the Service it belonged to.
-    pub fn remove_slice(&mut self, slice_ref: &ServiceRef) -> BTreeSet<ServiceRef> {
+    pub fn remove_slice(&mut self, slice_ref: &ObjectRef) -> BTreeSet<ObjectRef> {
         let mut touched = BTreeSet::new();
         if let Some(old) = self.endpoint_slices.remove(slice_ref) {
             if let Some(service) = old.service {
@@ -365,16 +328,16 @@ impl ClusterState {
     /// Adds or replaces a legacy Endpoints object.
     pub fn insert_endpoints(&mut self, endpoints: Endpoints) {
         self.endpoints
-            .insert(ServiceRef::of(&endpoints.metadata), endpoints);
+            .insert(ObjectRef::of(&endpoints.metadata), endpoints);
     }
 
     /// Removes a legacy Endpoints object.
-    pub fn remove_endpoints(&mut self, endpoints: &ServiceRef) -> Option<Endpoints> {
+    pub fn remove_endpoints(&mut self, endpoints: &ObjectRef) -> Option<Endpoints> {
         self.endpoints.remove(endpoints)
     }
 
     /// The EndpointSlices of a Service.
-    pub fn slices_of(&self, service: &ServiceRef) -> impl Iterator<Item = (&ServiceRef, &Slice)> {
+    pub fn slices_of(&self, service: &ObjectRef) -> impl Iterator<Item = (&ObjectRef, &Slice)> {
         self.slices_by_service
             .get(service)
             .into_iter()
@@ -385,6 +348,42 @@ impl ClusterState {
                     .map(|slice| (slice_ref, slice))
             })
     }
+}
+
+/// The Services whose desired state may differ between `old` and `new`.
+pub fn changed_services(old: &ClusterState, new: &ClusterState) -> BTreeSet<ObjectRef> {
+    let mut changed = BTreeSet::new();
+    for (service, object) in &new.services {
+        if old.services.get(service) != Some(object) {
+            changed.insert(service.clone());
+        }
+    }
+    for service in old.services.keys() {
+        if !new.services.contains_key(service) {
+            changed.insert(service.clone());
+        }
+    }
+    for (name, slice) in &new.endpoint_slices {
+        if old.endpoint_slices.get(name) != Some(slice) {
+            changed.extend(slice.service.clone());
+        }
+    }
+    for (name, slice) in &old.endpoint_slices {
+        if new.endpoint_slices.get(name) != Some(slice) {
+            changed.extend(slice.service.clone());
+        }
+    }
+    for (name, endpoints) in &new.endpoints {
+        if old.endpoints.get(name) != Some(endpoints) {
+            changed.insert(name.clone());
+        }
+    }
+    for name in old.endpoints.keys() {
+        if !new.endpoints.contains_key(name) {
+            changed.insert(name.clone());
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -486,7 +485,7 @@ mod tests {
         assert_eq!(
             compact,
             Slice {
-                service: Some(ServiceRef::new("shop", "web")),
+                service: Some(ObjectRef::new("shop", "web")),
                 address_type: "IPv4".into(),
                 ports: vec![SlicePort {
                     name: Some("http".into()),

@@ -14,11 +14,12 @@
 //!   failure, reported with the operation that caused it.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-use netlink_ipvs::{IpvsError, IpvsHandle, IpvsOperation, IpvsServiceKey};
+use netlink_ipvs::{IpvsError, IpvsOperation, IpvsServiceKey};
 
-use crate::diff::{Table, TableEntry};
+use super::kernel::Kernel;
+use super::report::MessageCounts;
+use crate::model::{Table, TableEntry};
 
 /// What one operation's kernel answer means for the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,74 +120,6 @@ pub fn record(view: &mut Table, operation: &IpvsOperation) {
     }
 }
 
-/// Write messages sent, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MessageCounts {
-    /// `IPVS_CMD_NEW_SERVICE`.
-    pub add_service: u64,
-    /// `IPVS_CMD_SET_SERVICE`.
-    pub edit_service: u64,
-    /// `IPVS_CMD_DEL_SERVICE`.
-    pub delete_service: u64,
-    /// `IPVS_CMD_NEW_DEST`.
-    pub add_real_server: u64,
-    /// `IPVS_CMD_SET_DEST`.
-    pub edit_real_server: u64,
-    /// `IPVS_CMD_DEL_DEST`.
-    pub delete_real_server: u64,
-}
-
-impl MessageCounts {
-    /// Counts one operation.
-    pub fn count(&mut self, operation: &IpvsOperation) {
-        let counter = match operation {
-            IpvsOperation::AddService(_) => &mut self.add_service,
-            IpvsOperation::EditService(_) => &mut self.edit_service,
-            IpvsOperation::DeleteService(_) => &mut self.delete_service,
-            IpvsOperation::AddDestination(..) => &mut self.add_real_server,
-            IpvsOperation::EditDestination(..) => &mut self.edit_real_server,
-            IpvsOperation::DeleteDestination(..) => &mut self.delete_real_server,
-            _ => return,
-        };
-        *counter += 1;
-    }
-
-    /// Every write message.
-    pub fn total(&self) -> u64 {
-        self.add_service
-            + self.edit_service
-            + self.delete_service
-            + self.add_real_server
-            + self.edit_real_server
-            + self.delete_real_server
-    }
-
-    /// Adds `other` to these counts.
-    pub fn add(&mut self, other: &MessageCounts) {
-        self.add_service += other.add_service;
-        self.edit_service += other.edit_service;
-        self.delete_service += other.delete_service;
-        self.add_real_server += other.add_real_server;
-        self.edit_real_server += other.edit_real_server;
-        self.delete_real_server += other.delete_real_server;
-    }
-}
-
-impl fmt::Display for MessageCounts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "add_service={} edit_service={} delete_service={} add_real_server={} edit_real_server={} delete_real_server={}",
-            self.add_service,
-            self.edit_service,
-            self.delete_service,
-            self.add_real_server,
-            self.edit_real_server,
-            self.delete_real_server
-        )
-    }
-}
-
 /// One operation the kernel refused.
 #[derive(Debug)]
 pub struct FailedOperation {
@@ -210,7 +143,7 @@ pub struct BatchReport {
 /// Sends `operations` in one pipelined batch, records what the kernel
 /// accepted in `view`, and says what failed and what must be re-read.
 pub async fn apply_batch(
-    handle: &IpvsHandle,
+    kernel: &mut impl Kernel,
     operations: Vec<IpvsOperation>,
     view: &mut Table,
 ) -> BatchReport {
@@ -218,7 +151,7 @@ pub async fn apply_batch(
     if operations.is_empty() {
         return report;
     }
-    let results = handle.apply(&operations).await;
+    let results = kernel.apply(&operations).await;
     for (operation, result) in operations.into_iter().zip(results) {
         report.sent.count(&operation);
         match classify(&operation, &result) {
@@ -237,31 +170,18 @@ pub async fn apply_batch(
 /// Re-reads the virtual servers `keys` from the kernel into `view` (a
 /// missing one is removed from it).
 pub async fn reread(
-    handle: &IpvsHandle,
+    kernel: &mut impl Kernel,
     keys: &BTreeSet<IpvsServiceKey>,
     view: &mut Table,
 ) -> Result<(), IpvsError> {
     for key in keys {
-        match handle.service(key).await {
-            Ok(service) => {
-                let real_servers = handle
-                    .destinations(key)
-                    .await?
-                    .into_iter()
-                    .map(|destination| (destination.key, destination))
-                    .collect();
-                view.insert(
-                    *key,
-                    TableEntry {
-                        service,
-                        real_servers,
-                    },
-                );
+        match kernel.read_virtual_server(key).await? {
+            Some(entry) => {
+                view.insert(*key, entry);
             }
-            Err(error) if error.is_no_such_service() || error.is_not_found() => {
+            None => {
                 view.remove(key);
             }
-            Err(error) => return Err(error),
         }
     }
     Ok(())
@@ -273,6 +193,8 @@ mod tests {
     use netlink_ipvs::{IpvsDestination, IpvsForwardingMethod, IpvsService};
     use std::io;
 
+    use crate::system::errno::{EEXIST, ENOENT, ENOMEM, ESRCH};
+
     fn kernel_error(errno: i32) -> Result<(), IpvsError> {
         Err(IpvsError::Kernel {
             request: "test".to_owned(),
@@ -280,11 +202,6 @@ mod tests {
             source: io::Error::from_raw_os_error(errno),
         })
     }
-
-    const ENOENT: i32 = 2;
-    const ESRCH: i32 = 3;
-    const EEXIST: i32 = 17;
-    const ENOMEM: i32 = 12;
 
     #[test]
     fn kernel_answers_are_classified_by_operation() {
@@ -371,20 +288,5 @@ mod tests {
         assert!(view[&key].real_servers.is_empty());
         record(&mut view, &IpvsOperation::DeleteService(key));
         assert!(view.is_empty());
-    }
-
-    #[test]
-    fn message_counts_add_up() {
-        let key = IpvsServiceKey::tcp("10.96.0.10".parse().unwrap(), 80);
-        let mut counts = MessageCounts::default();
-        counts.count(&IpvsOperation::DeleteService(key));
-        counts.count(&IpvsOperation::AddService(IpvsService::new(key, "rr")));
-        counts.count(&IpvsOperation::AddService(IpvsService::new(key, "rr")));
-        assert_eq!((counts.add_service, counts.delete_service), (2, 1));
-        assert_eq!(counts.total(), 3);
-        assert_eq!(
-            counts.to_string(),
-            "add_service=2 edit_service=0 delete_service=1 add_real_server=0 edit_real_server=0 delete_real_server=0"
-        );
     }
 }

@@ -49,6 +49,10 @@ impl NodePortAddresses {
     }
 }
 
+/// How long a removed TCP real server with connections is drained at most
+/// (`--ipvs-drain-timeout`'s default).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// The agent's settings (kube-proxy's flag names in the docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxySettings {
@@ -76,31 +80,9 @@ impl Default for ProxySettings {
             nodeport_addresses: NodePortAddresses::default(),
             exclude_cidrs: Vec::new(),
             node_port_range: 30000..=32767,
-            drain_timeout: Duration::from_secs(15 * 60),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
-}
-
-/// An address on one of the node's interfaces.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LocalAddress {
-    /// The address.
-    pub address: IpAddr,
-    /// The interface that holds it (`eth0`, `lo`, `kube-ipvs0`, ...).
-    pub interface: String,
-}
-
-/// What the agent knows of its own node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeContext {
-    /// The node's name (endpoints with this `nodeName` are local).
-    pub name: String,
-    /// The node's primary addresses (`--node-ip`, or the Node object's
-    /// InternalIPs).
-    pub primary_addresses: Vec<IpAddr>,
-    /// Every address on the node's interfaces, read from the kernel (in
-    /// `plan`, the `--node-ip` addresses on a nameless interface).
-    pub local_addresses: Vec<LocalAddress>,
 }
 
 /// A malformed duration (`--ipvs-sync-period 30x`).

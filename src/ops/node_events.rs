@@ -9,7 +9,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 use tracing::debug;
 
-use crate::sync::SyncReport;
+use crate::engine::report::SyncReport;
 
 /// Publishes Events about the agent on its Node.
 #[derive(Clone)]
@@ -87,7 +87,7 @@ impl NodeEvents {
     /// A sync ran but the kernel refused some operations (retried by the
     /// next sync).
     pub fn report(&self, report: &SyncReport) {
-        if report.failed == 0 {
+        if report.failed() == 0 {
             return;
         }
         let errnos: Vec<String> = report
@@ -101,7 +101,7 @@ impl NodeEvents {
             "Sync",
             format!(
                 "The kernel refused {} IPVS operations ({}); the next sync retries.",
-                report.failed,
+                report.failed(),
                 errnos.join(", ")
             ),
         );

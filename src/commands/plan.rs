@@ -11,7 +11,7 @@ use netlink_ipvs::{
 };
 use serde_json::{json, Value};
 
-use crate::diff::Table;
+use crate::model::Table;
 
 /// The version and connection table size printed in `text`'s header when
 /// there is no kernel to ask: those of a stock kernel (IPVS 1.2.1, 4096).
@@ -133,7 +133,7 @@ pub fn render_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::TableEntry;
+    use crate::model::TableEntry;
     use netlink_ipvs::{IpvsDestination, IpvsService};
 
     fn sample() -> (Table, BTreeSet<IpAddr>) {

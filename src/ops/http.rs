@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::{info, warn};
 
-use crate::health::Health;
-use crate::metrics::ServerMetrics;
+use super::health::Health;
+use super::metrics::ServerMetrics;
 
 /// A server could not start listening.
 #[derive(Debug, thiserror::Error)]

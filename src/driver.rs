@@ -1,0 +1,266 @@
+//! The one run loop, whatever the source: waits for the source to be
+//! ready, readies the node and runs the first full sync, then syncs
+//! incrementally as changes arrive, audits the kernel every
+//! `--ipvs-sync-period` and checks draining real servers, until shutdown.
+//!
+//! - No sync until the source is ready (for the API server: Services and
+//!   EndpointSlices both listed; syncing on half a view would delete good
+//!   state). A first sync that fails as a whole stops the agent.
+//! - Each change marks the Services it touches; after the coalescing
+//!   window (`--ipvs-min-sync-period` since the last sync; none for files)
+//!   only those are recomputed and diffed.
+//! - The periodic resync re-reads the kernel and repairs drift, covering
+//!   the changes still pending.
+//! - Every report goes to the [`Observers`]; a sync that fails is retried
+//!   by the next one, and the kernel table is left as it is on shutdown.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use netlink_ipvs::{IpvsError, IpvsTimeouts};
+use tracing::{info, warn};
+
+use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
+use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
+use crate::model::{ObjectRef, ProxySettings};
+use crate::ops::Observers;
+use crate::sources::Source;
+use crate::system::link::{LinkError, LinkManager};
+use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
+
+/// How the loop runs, beside the desired-state settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The node's name.
+    pub node_name: String,
+    /// The node's primary addresses (`--node-ip`; empty: the source's).
+    pub node_addresses: Vec<IpAddr>,
+    /// Full resync period (`--ipvs-sync-period`).
+    pub sync_period: Duration,
+    /// Shortest time between two incremental syncs
+    /// (`--ipvs-min-sync-period`): changes within it are coalesced.
+    pub min_sync_period: Duration,
+    /// How often draining real servers are checked.
+    pub drain_check_interval: Duration,
+    /// Connection timeouts set once at start (zero: unchanged).
+    pub timeouts: IpvsTimeouts,
+    /// `--ipvs-strict-arp`.
+    pub strict_arp: bool,
+    /// Whether the engine keeps the kernel's counters (for
+    /// `--per-server-metrics`).
+    pub keep_counters: bool,
+}
+
+/// What stops the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The IPVS netlink connection could not be made.
+    #[error("IPVS: {0}")]
+    Ipvs(#[from] IpvsError),
+    /// The rtnetlink connection could not be made.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The first sync failed as a whole.
+    #[error("first sync: {0}")]
+    FirstSync(#[from] SyncError),
+}
+
+/// Readies the node for the first sync: opens the IPVS connection, sets
+/// kube-proxy's sysctls, opens rtnetlink, sets the IPVS timeouts. Failures
+/// of sysctls and timeouts are logged, not fatal (as kube-proxy).
+pub async fn prepare_node(
+    settings: &ProxySettings,
+    options: &RunOptions,
+    primary_addresses: Vec<IpAddr>,
+) -> Result<SyncEngine<NetlinkKernel>, RunError> {
+    // IPVS first: asking the kernel for it loads ip_vs when needed, and
+    // the net/ipv4/vs sysctls exist only once it is loaded.
+    let ipvs = connect_ipvs()?;
+    if let Err(error) = ipvs.info().await {
+        warn!(%error, "reading IPVS information");
+    }
+    set_sysctls(options.strict_arp);
+    let kernel = NetlinkKernel::new(ipvs, LinkManager::new()?);
+    let mut engine = SyncEngine::new(
+        settings.clone(),
+        options.node_name.clone(),
+        primary_addresses,
+        kernel,
+    )
+    .keeping_counters(options.keep_counters);
+    if let Err(error) = engine.set_timeouts(&options.timeouts).await {
+        warn!(%error, "setting IPVS timeouts");
+    }
+    Ok(engine)
+}
+
+/// Sets the sysctls kube-proxy's IPVS mode needs, logging what changed.
+fn set_sysctls(strict_arp: bool) {
+    let release = match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        Ok(release) => release.trim().to_owned(),
+        Err(error) => {
+            warn!(%error, "reading the kernel release; sysctls left as they are");
+            return;
+        }
+    };
+    let wanted = wanted_sysctls(&release, &SysctlSettings { strict_arp });
+    match apply_sysctls(Path::new("/proc/sys"), &wanted) {
+        Ok(changed) => {
+            for (sysctl, value) in changed {
+                info!("set {sysctl} = {value}");
+            }
+        }
+        Err(error) => warn!(%error, "setting sysctls"),
+    }
+}
+
+/// Changes received and not yet synced.
+#[derive(Debug, Default)]
+struct Pending {
+    services: BTreeSet<ObjectRef>,
+    /// When the first of them was received.
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn take(&mut self) -> (BTreeSet<ObjectRef>, Option<Instant>) {
+        (std::mem::take(&mut self.services), self.since.take())
+    }
+}
+
+/// Runs the loop over `source` until `shutdown` completes (or the source
+/// ends), with the real kernel.
+pub async fn run(
+    source: impl Source,
+    settings: ProxySettings,
+    options: RunOptions,
+    observers: Observers,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let start = |primary| prepare_node(&settings, &options, primary);
+    run_with(source, start, &options, observers, shutdown).await
+}
+
+/// [`run`] with the engine made by `start` from the node's primary
+/// addresses once the source is ready.
+pub async fn run_with<K, S, F, Fut>(
+    mut source: S,
+    start: F,
+    options: &RunOptions,
+    mut observers: Observers,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError>
+where
+    K: Kernel,
+    S: Source,
+    F: FnOnce(Vec<IpAddr>) -> Fut,
+    Fut: Future<Output = Result<SyncEngine<K>, RunError>>,
+{
+    tokio::pin!(shutdown);
+    if !source.ready() {
+        info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
+    }
+    let mut pending = Pending::default();
+    while !source.ready() {
+        tokio::select! {
+            _ = &mut shutdown => return shut_down(),
+            change = source.next_change() => {
+                let Some(change) = change else { return Ok(()) };
+                if let Some(eligible) = change.node_eligible {
+                    observers.node_eligible(eligible);
+                }
+            }
+        }
+    }
+    let primary = if options.node_addresses.is_empty() {
+        source.node_addresses()
+    } else {
+        options.node_addresses.clone()
+    };
+    let mut engine = start(primary).await?;
+    observers.starting();
+    let report = engine
+        .full_sync(source.cluster())
+        .await
+        .inspect_err(|error| observers.sync_failed(error))?;
+    synced(&mut observers, &engine, &report);
+
+    let mut last_sync = Instant::now();
+    let mut resync = tokio::time::interval(options.sync_period);
+    resync.reset();
+    let mut drain = tokio::time::interval(options.drain_check_interval);
+    loop {
+        let coalesce = options.min_sync_period.saturating_sub(last_sync.elapsed());
+        tokio::select! {
+            _ = &mut shutdown => return shut_down(),
+            change = source.next_change() => {
+                let Some(change) = change else { return Ok(()) };
+                if let Some(eligible) = change.node_eligible {
+                    observers.node_eligible(eligible);
+                }
+                if !change.services.is_empty() {
+                    observers.queued(change.endpoints);
+                    pending.since.get_or_insert(change.received);
+                    pending.services.extend(change.services);
+                }
+            }
+            _ = tokio::time::sleep(coalesce), if !pending.services.is_empty() => {
+                let (services, since) = pending.take();
+                match engine.sync_services(source.cluster(), &services).await {
+                    Ok(report) => {
+                        synced(&mut observers, &engine, &report);
+                        if let Some(since) = since {
+                            observers.network_programmed(since, services.len());
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "sync failed; the next resync retries");
+                        observers.sync_failed(&error);
+                    }
+                }
+                last_sync = Instant::now();
+            }
+            _ = resync.tick() => {
+                let (services, since) = pending.take();
+                match engine.resync(source.cluster(), &services).await {
+                    Ok(report) => {
+                        synced(&mut observers, &engine, &report);
+                        // The changes it covered were programmed by it.
+                        if let Some(since) = since {
+                            observers.network_programmed(since, services.len());
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "full resync failed; retrying at the next period");
+                        observers.sync_failed(&error);
+                    }
+                }
+                last_sync = Instant::now();
+            }
+            _ = drain.tick(), if engine.has_draining() => {
+                match engine.check_draining().await {
+                    Ok(report) => synced(&mut observers, &engine, &report),
+                    Err(error) => warn!(%error, "checking draining real servers"),
+                }
+            }
+        }
+    }
+}
+
+/// Hands a report to the observers; after a full sync (which re-read the
+/// kernel's counters) also the view, for the per-server metrics.
+fn synced<K: Kernel>(observers: &mut Observers, engine: &SyncEngine<K>, report: &SyncReport) {
+    observers.synced(report);
+    if report.kind == SyncKind::Full && observers.wants_server_metrics() {
+        let ownership = engine.ownership();
+        observers.update_server_metrics(engine.kernel_view(), |key| ownership.owns(key));
+    }
+}
+
+fn shut_down() -> Result<(), RunError> {
+    info!("shutting down; the kernel table is left as it is");
+    Ok(())
+}

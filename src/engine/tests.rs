@@ -1,0 +1,674 @@
+//! The engine against an in-memory kernel: its logic (adoption, incremental
+//! sync, re-read rounds, drain, drift repair, conflicts) on the host, in
+//! milliseconds. The in-memory kernel answers as IPVS does (EEXIST for an
+//! add of what is there, ESRCH for a missing virtual server, ENOENT for a
+//! missing real server or an unknown scheduler) and records every message;
+//! the guest tests remain the proof that the real kernel agrees.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use netlink_ipvs::{
+    IpvsCounters, IpvsDestination, IpvsError, IpvsForwardingMethod, IpvsOperation, IpvsService,
+    IpvsServiceKey, IpvsTimeouts,
+};
+use serde_json::json;
+
+use super::kernel::Kernel;
+use super::report::{MessageKind, SyncKind, SyncReport};
+use super::SyncEngine;
+use crate::model::{ClusterState, LocalAddress, ObjectRef, ProxySettings, Table, TableEntry};
+use crate::system::errno::{EEXIST, ENOENT, ESRCH};
+use crate::system::link::{address_changes, AddressChanges, LinkError};
+
+/// Schedulers the in-memory kernel knows (the others are ENOENT on add).
+const SCHEDULERS: [&str; 6] = ["rr", "wrr", "lc", "wlc", "sh", "dh"];
+
+/// EINVAL: an operation kind the in-memory kernel does not know.
+const EINVAL: i32 = 22;
+
+/// The node's own address in these tests.
+const NODE_IP: &str = "192.168.0.10";
+
+/// The state of the in-memory kernel, shared between the engine and the
+/// test (which inspects it and changes it behind the engine's back).
+#[derive(Debug, Default)]
+struct MemoryState {
+    table: Table,
+    /// Links by name, with their addresses.
+    links: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Every write message the engine sent, in order.
+    sent: Vec<IpvsOperation>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MemoryKernel(Rc<RefCell<MemoryState>>);
+
+fn errno(errno: i32) -> IpvsError {
+    IpvsError::Kernel {
+        request: "in-memory kernel".to_owned(),
+        errno,
+        source: io::Error::from_raw_os_error(errno),
+    }
+}
+
+impl MemoryState {
+    fn apply(&mut self, operation: &IpvsOperation) -> Result<(), IpvsError> {
+        match operation {
+            IpvsOperation::AddService(service) => {
+                if self.table.contains_key(&service.key) {
+                    return Err(errno(EEXIST));
+                }
+                if !SCHEDULERS.contains(&service.scheduler.as_str()) {
+                    return Err(errno(ENOENT));
+                }
+                self.table.insert(
+                    service.key,
+                    TableEntry {
+                        service: service.clone(),
+                        real_servers: BTreeMap::new(),
+                    },
+                );
+            }
+            IpvsOperation::EditService(service) => {
+                let entry = self.table.get_mut(&service.key).ok_or(errno(ESRCH))?;
+                entry.service = service.clone();
+            }
+            IpvsOperation::DeleteService(key) => {
+                self.table.remove(key).ok_or(errno(ESRCH))?;
+            }
+            IpvsOperation::AddDestination(key, real) => {
+                let entry = self.table.get_mut(key).ok_or(errno(ESRCH))?;
+                if entry.real_servers.contains_key(&real.key) {
+                    return Err(errno(EEXIST));
+                }
+                entry.real_servers.insert(real.key, real.clone());
+            }
+            IpvsOperation::EditDestination(key, real) => {
+                let entry = self.table.get_mut(key).ok_or(errno(ESRCH))?;
+                let existing = entry.real_servers.get_mut(&real.key).ok_or(errno(ENOENT))?;
+                let connections = (existing.active_connections, existing.inactive_connections);
+                *existing = real.clone();
+                (existing.active_connections, existing.inactive_connections) = connections;
+            }
+            IpvsOperation::DeleteDestination(key, real) => {
+                let entry = self.table.get_mut(key).ok_or(errno(ESRCH))?;
+                entry.real_servers.remove(real).ok_or(errno(ENOENT))?;
+            }
+            _ => return Err(errno(EINVAL)),
+        }
+        Ok(())
+    }
+}
+
+impl Kernel for MemoryKernel {
+    async fn read_table(&mut self, _counters: IpvsCounters) -> Result<Table, IpvsError> {
+        Ok(self.0.borrow().table.clone())
+    }
+
+    async fn read_virtual_server(
+        &mut self,
+        key: &IpvsServiceKey,
+    ) -> Result<Option<TableEntry>, IpvsError> {
+        Ok(self.0.borrow().table.get(key).cloned())
+    }
+
+    async fn apply(&mut self, operations: &[IpvsOperation]) -> Vec<Result<(), IpvsError>> {
+        let mut state = self.0.borrow_mut();
+        operations
+            .iter()
+            .map(|operation| {
+                state.sent.push(operation.clone());
+                state.apply(operation)
+            })
+            .collect()
+    }
+
+    async fn set_timeouts(&mut self, _timeouts: &IpvsTimeouts) -> Result<(), IpvsError> {
+        Ok(())
+    }
+
+    async fn ensure_dummy(&mut self, name: &str) -> Result<(), LinkError> {
+        self.0
+            .borrow_mut()
+            .links
+            .entry(name.to_owned())
+            .or_default();
+        Ok(())
+    }
+
+    async fn local_addresses(&mut self) -> Result<Vec<LocalAddress>, LinkError> {
+        let state = self.0.borrow();
+        Ok(state
+            .links
+            .iter()
+            .flat_map(|(name, addresses)| {
+                addresses.iter().map(|address| LocalAddress {
+                    address: *address,
+                    interface: name.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn sync_addresses(
+        &mut self,
+        name: &str,
+        wanted: &BTreeSet<IpAddr>,
+    ) -> Result<AddressChanges, LinkError> {
+        let mut state = self.0.borrow_mut();
+        let link = state.links.entry(name.to_owned()).or_default();
+        let changes = address_changes(link, wanted);
+        *link = wanted.clone();
+        Ok(changes)
+    }
+}
+
+impl MemoryKernel {
+    /// A kernel whose node has `eth0` with [`NODE_IP`].
+    fn node() -> Self {
+        let kernel = Self::default();
+        kernel
+            .0
+            .borrow_mut()
+            .links
+            .insert("eth0".to_owned(), [ip(NODE_IP)].into());
+        kernel
+    }
+
+    fn table(&self) -> Table {
+        self.0.borrow().table.clone()
+    }
+
+    /// Forgets the messages sent so far.
+    fn take_sent(&self) -> Vec<IpvsOperation> {
+        std::mem::take(&mut self.0.borrow_mut().sent)
+    }
+
+    fn with<T>(&self, change: impl FnOnce(&mut MemoryState) -> T) -> T {
+        change(&mut self.0.borrow_mut())
+    }
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn key(vip: &str, port: u16) -> IpvsServiceKey {
+    IpvsServiceKey::tcp(ip(vip), port)
+}
+
+fn real(address: &str, port: u16) -> IpvsDestination {
+    IpvsDestination::new(ip(address), port, IpvsForwardingMethod::Masquerade, 1)
+}
+
+fn entry(
+    vip: &str,
+    port: u16,
+    scheduler: &str,
+    reals: &[(&str, u16)],
+) -> (IpvsServiceKey, TableEntry) {
+    let key = key(vip, port);
+    let real_servers = reals
+        .iter()
+        .map(|(address, port)| {
+            let real = real(address, *port);
+            (real.key, real)
+        })
+        .collect();
+    (
+        key,
+        TableEntry {
+            service: IpvsService::new(key, scheduler),
+            real_servers,
+        },
+    )
+}
+
+fn service(name: &str, cluster_ip: &str, port: u16) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": cluster_ip, "ports": [{"port": port, "targetPort": 8080}]}
+    }))
+    .unwrap()
+}
+
+fn slice(service: &str, addresses: &[&str]) -> EndpointSlice {
+    let endpoints: Vec<_> = addresses
+        .iter()
+        .map(|address| json!({"addresses": [address], "conditions": {"ready": true}}))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"port": 8080}],
+        "endpoints": endpoints
+    }))
+    .unwrap()
+}
+
+fn cluster(services: &[(&str, &str, &[&str])]) -> ClusterState {
+    let mut cluster = ClusterState::default();
+    for (name, cluster_ip, endpoints) in services {
+        cluster.insert_service(service(name, cluster_ip, 80));
+        cluster.insert_slice(&slice(name, endpoints));
+    }
+    cluster
+}
+
+fn engine(kernel: &MemoryKernel, settings: ProxySettings) -> SyncEngine<MemoryKernel> {
+    SyncEngine::new(
+        settings,
+        "node1".to_owned(),
+        vec![ip(NODE_IP)],
+        kernel.clone(),
+    )
+}
+
+fn refs(names: &[&str]) -> BTreeSet<ObjectRef> {
+    names
+        .iter()
+        .map(|name| ObjectRef::new("default", *name))
+        .collect()
+}
+
+fn count(operations: &[IpvsOperation], kind: MessageKind) -> usize {
+    operations
+        .iter()
+        .filter(|operation| MessageKind::of(operation) == Some(kind))
+        .count()
+}
+
+/// Runs `future` on a current-thread runtime (the in-memory kernel is not
+/// `Send`, and needs no other thread).
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// The kernel holds exactly the desired table (plus `foreign` entries), the
+/// hand-kept state of the index recounts the same, and the view is true.
+fn assert_converged(
+    engine: &SyncEngine<MemoryKernel>,
+    kernel: &MemoryKernel,
+    foreign: &[IpvsServiceKey],
+) {
+    engine.desired.check().unwrap();
+    let mut in_kernel = kernel.table();
+    for key in foreign {
+        assert!(in_kernel.remove(key).is_some(), "foreign {key} was removed");
+    }
+    assert_eq!(&in_kernel, engine.desired_table(), "kernel == desired");
+    let mut view = engine.kernel_view().clone();
+    for key in foreign {
+        view.remove(key);
+    }
+    assert_eq!(view, in_kernel, "the engine's view is the kernel's table");
+}
+
+#[test]
+fn first_sync_adopts_the_table_and_leaves_foreign_and_excluded_entries() {
+    let kernel = MemoryKernel::node();
+    // Before the agent starts: a's virtual server as it should be (adopted,
+    // no message), b's with a stale real server, a virtual server the agent
+    // programmed for a Service since deleted (its VIP still on kube-ipvs0),
+    // another tool's virtual server, and one inside --ipvs-exclude-cidrs on
+    // a kube-ipvs0 address.
+    kernel.with(|state| {
+        state.table.extend([
+            entry("10.96.0.1", 80, "rr", &[("10.244.1.1", 8080)]),
+            entry(
+                "10.96.0.2",
+                80,
+                "rr",
+                &[("10.244.2.1", 8080), ("10.244.2.9", 8080)],
+            ),
+            entry("10.96.0.3", 80, "rr", &[("10.244.3.1", 8080)]),
+            entry("10.9.9.9", 80, "wlc", &[("10.9.0.1", 80)]),
+            entry("10.200.0.1", 80, "rr", &[]),
+        ]);
+        state.links.insert(
+            "kube-ipvs0".to_owned(),
+            [
+                ip("10.96.0.1"),
+                ip("10.96.0.2"),
+                ip("10.96.0.3"),
+                ip("10.200.0.1"),
+            ]
+            .into(),
+        );
+    });
+    let settings = ProxySettings {
+        exclude_cidrs: vec!["10.200.0.0/16".parse::<IpNetwork>().unwrap()],
+        ..ProxySettings::default()
+    };
+    let mut engine = engine(&kernel, settings);
+    let cluster = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1"]),
+        ("b", "10.96.0.2", &["10.244.2.1"]),
+    ]);
+    let report = block_on(engine.full_sync(&cluster)).unwrap();
+
+    let sent = kernel.take_sent();
+    // b's stale real server (TCP without connections: no drain) and the
+    // deleted Service's virtual server; a is adopted as it is.
+    assert_eq!(sent.len(), 2, "only the differences are sent: {sent:?}");
+    assert!(sent.contains(&IpvsOperation::DeleteDestination(
+        key("10.96.0.2", 80),
+        real("10.244.2.9", 8080).key
+    )));
+    assert!(sent.contains(&IpvsOperation::DeleteService(key("10.96.0.3", 80))));
+    assert_eq!(
+        (report.kind, report.repair, report.services),
+        (SyncKind::Full, false, 2)
+    );
+    assert_eq!(
+        report.addresses_removed, 2,
+        "10.96.0.3 and the excluded 10.200.0.1 leave kube-ipvs0"
+    );
+    assert_converged(
+        &engine,
+        &kernel,
+        &[key("10.9.9.9", 80), key("10.200.0.1", 80)],
+    );
+}
+
+#[test]
+fn one_endpoint_change_is_one_message() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1", "10.244.1.2"]),
+        ("b", "10.96.0.2", &["10.244.2.1"]),
+    ]);
+    block_on(engine.full_sync(&state)).unwrap();
+    assert_eq!(count(&kernel.take_sent(), MessageKind::AddService), 2);
+
+    let touched = state.insert_slice(&slice("a", &["10.244.1.1", "10.244.1.2", "10.244.1.3"]));
+    assert_eq!(touched, refs(&["a"]));
+    let report = block_on(engine.sync_services(&state, &touched)).unwrap();
+    assert_eq!(
+        kernel.take_sent(),
+        vec![IpvsOperation::AddDestination(
+            key("10.96.0.1", 80),
+            real("10.244.1.3", 8080)
+        )]
+    );
+    assert_eq!(
+        (report.sent.total(), report.failed(), report.reread),
+        (1, 0, 0)
+    );
+    assert_eq!(report.totals.real_servers, 4);
+
+    // Unchanged: nothing at all.
+    let report = block_on(engine.sync_services(&state, &touched)).unwrap();
+    assert_eq!(report.sent.total(), 0);
+    assert!(kernel.take_sent().is_empty());
+    assert_converged(&engine, &kernel, &[]);
+}
+
+#[test]
+fn a_wrong_view_is_reread_after_eexist_and_enoent() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[("a", "10.96.0.1", &["10.244.1.1"])]);
+    block_on(engine.full_sync(&state)).unwrap();
+    kernel.take_sent();
+
+    // Behind the engine's back: b's virtual server appears (another
+    // writer raced the agent) with another scheduler.
+    kernel.with(|state| state.table.extend([entry("10.96.0.2", 80, "wlc", &[])]));
+    state.insert_service(service("b", "10.96.0.2", 80));
+    state.insert_slice(&slice("b", &["10.244.2.1"]));
+    let report = block_on(engine.sync_services(&state, &refs(&["a", "b"]))).unwrap();
+
+    let sent = kernel.take_sent();
+    assert_eq!(report.failed(), 0, "{:?}", report.errors);
+    assert_eq!(
+        report.reread, 1,
+        "b's virtual server was re-read after EEXIST"
+    );
+    assert_eq!(
+        sent[0],
+        IpvsOperation::AddService(IpvsService::new(key("10.96.0.2", 80), "rr"))
+    );
+    assert!(
+        sent.contains(&IpvsOperation::EditService(IpvsService::new(
+            key("10.96.0.2", 80),
+            "rr"
+        ))),
+        "after the re-read the scheduler is edited in place: {sent:?}"
+    );
+    assert_converged(&engine, &kernel, &[]);
+
+    // ENOENT: a's real server is edited (weight) but gone in the kernel.
+    kernel.with(|state| {
+        let a = state.table.get_mut(&key("10.96.0.1", 80)).unwrap();
+        a.real_servers.clear();
+        let mut heavy = real("10.244.1.1", 8080);
+        heavy.weight = 7;
+        engine
+            .view
+            .get_mut(&key("10.96.0.1", 80))
+            .unwrap()
+            .real_servers
+            .insert(heavy.key, heavy);
+    });
+    let report = block_on(engine.sync_services(&state, &refs(&["a"]))).unwrap();
+    assert_eq!(
+        kernel.take_sent(),
+        vec![
+            IpvsOperation::EditDestination(key("10.96.0.1", 80), real("10.244.1.1", 8080)),
+            IpvsOperation::AddDestination(key("10.96.0.1", 80), real("10.244.1.1", 8080)),
+        ],
+        "ENOENT on the edit: re-read, then added"
+    );
+    assert_eq!((report.reread, report.failed()), (1, 0));
+    assert_converged(&engine, &kernel, &[]);
+}
+
+#[test]
+fn a_refused_operation_is_reported_and_the_rest_applied() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[("a", "10.96.0.1", &["10.244.1.1"])]);
+    let mut odd = service("b", "10.96.0.2", 80);
+    odd.metadata.annotations =
+        Some([("ipvs-agent.io/scheduler".to_owned(), "mh".to_owned())].into());
+    state.insert_service(odd);
+    state.insert_slice(&slice("b", &["10.244.2.1"]));
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    // The in-memory kernel has no `mh` scheduler: ENOENT on b's add (a
+    // failure: no re-read helps), its real server ESRCH (re-read, b still
+    // missing, the add refused again, for the bounded rounds).
+    assert_eq!(
+        report.errors.keys().collect::<Vec<_>>(),
+        vec![&ENOENT],
+        "{:?}",
+        report.errors
+    );
+    assert!(report.failed() >= 1);
+    assert!(
+        kernel.table().contains_key(&key("10.96.0.1", 80)),
+        "a is programmed"
+    );
+    assert!(!kernel.table().contains_key(&key("10.96.0.2", 80)));
+    assert_eq!(engine.kernel_view(), &kernel.table(), "the view stays true");
+}
+
+#[test]
+fn a_draining_real_server_goes_when_its_drain_times_out() {
+    let kernel = MemoryKernel::node();
+    let settings = ProxySettings {
+        drain_timeout: Duration::from_millis(50),
+        ..ProxySettings::default()
+    };
+    let mut engine = engine(&kernel, settings);
+    let mut state = cluster(&[("a", "10.96.0.1", &["10.244.1.1", "10.244.1.2"])]);
+    block_on(engine.full_sync(&state)).unwrap();
+    kernel.take_sent();
+    // 10.244.1.2 has live connections when its endpoint goes.
+    kernel.with(|state| {
+        let a = state.table.get_mut(&key("10.96.0.1", 80)).unwrap();
+        a.real_servers
+            .get_mut(&real("10.244.1.2", 8080).key)
+            .unwrap()
+            .active_connections = 3;
+    });
+    let touched = state.insert_slice(&slice("a", &["10.244.1.1"]));
+    let report = block_on(engine.sync_services(&state, &touched)).unwrap();
+    let mut quiesced = real("10.244.1.2", 8080);
+    quiesced.weight = 0;
+    quiesced.active_connections = 3;
+    assert_eq!(
+        kernel.take_sent(),
+        vec![IpvsOperation::EditDestination(
+            key("10.96.0.1", 80),
+            quiesced
+        )],
+        "weight 0, not deleted: its connections drain"
+    );
+    assert_eq!(report.draining, 1);
+    assert!(engine.has_draining());
+
+    // Before the timeout, still connected: nothing.
+    let report = block_on(engine.check_draining()).unwrap();
+    assert_eq!((report.sent.total(), report.draining), (0, 1));
+    assert!(
+        !report.is_worth_reporting(),
+        "a drain check that did nothing is not reported"
+    );
+
+    std::thread::sleep(Duration::from_millis(60));
+    let report = block_on(engine.check_draining()).unwrap();
+    assert_eq!(
+        kernel.take_sent(),
+        vec![IpvsOperation::DeleteDestination(
+            key("10.96.0.1", 80),
+            real("10.244.1.2", 8080).key
+        )],
+        "timed out with connections left: deleted"
+    );
+    assert_eq!((report.kind, report.draining), (SyncKind::Drain, 0));
+    assert!(!engine.has_draining());
+    assert_converged(&engine, &kernel, &[]);
+}
+
+#[test]
+fn a_resync_repairs_drift() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let state = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1"]),
+        ("b", "10.96.0.2", &["10.244.2.1", "10.244.2.2"]),
+    ]);
+    block_on(engine.full_sync(&state)).unwrap();
+    kernel.take_sent();
+    let report = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert_eq!(
+        (report.sent.total(), report.repair),
+        (0, true),
+        "no drift: no write"
+    );
+
+    // Someone runs `ipvsadm -D` on a, sets b's weights, removes b's VIP.
+    kernel.with(|state| {
+        state.table.remove(&key("10.96.0.1", 80));
+        let b = state.table.get_mut(&key("10.96.0.2", 80)).unwrap();
+        b.real_servers.values_mut().for_each(|real| real.weight = 5);
+        state
+            .links
+            .get_mut("kube-ipvs0")
+            .unwrap()
+            .remove(&ip("10.96.0.2"));
+    });
+    let report = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    let sent = kernel.take_sent();
+    assert_eq!(count(&sent, MessageKind::AddService), 1);
+    assert_eq!(count(&sent, MessageKind::AddRealServer), 1);
+    assert_eq!(count(&sent, MessageKind::EditRealServer), 2);
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert_eq!(
+        (report.repair, report.services, report.addresses_added),
+        (true, 0, 1)
+    );
+    assert_converged(&engine, &kernel, &[]);
+}
+
+#[test]
+fn two_services_claiming_one_virtual_server_keep_the_first() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1"]),
+        ("b", "10.96.0.1", &["10.244.2.1"]),
+    ]);
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    let table = kernel.table();
+    let reals: Vec<_> = table[&key("10.96.0.1", 80)]
+        .real_servers
+        .keys()
+        .copied()
+        .collect();
+    assert_eq!(
+        reals,
+        vec![real("10.244.1.1", 8080).key],
+        "a (first by name) keeps it"
+    );
+    assert_eq!(report.totals.virtual_servers, 1);
+    assert_converged(&engine, &kernel, &[]);
+
+    // b changes: a's virtual server is untouched.
+    kernel.take_sent();
+    let touched = state.insert_slice(&slice("b", &["10.244.2.1", "10.244.2.2"]));
+    block_on(engine.sync_services(&state, &touched)).unwrap();
+    assert!(
+        kernel.take_sent().is_empty(),
+        "b has no virtual server of its own"
+    );
+
+    // a goes: the VIP stays on kube-ipvs0 while b still wants it, and b,
+    // recomputed, takes the virtual server over.
+    state.remove_service(&ObjectRef::new("default", "a"));
+    block_on(engine.sync_services(&state, &refs(&["a", "b"]))).unwrap();
+    let table = kernel.table();
+    let reals: Vec<_> = table[&key("10.96.0.1", 80)]
+        .real_servers
+        .keys()
+        .copied()
+        .collect();
+    assert_eq!(
+        reals,
+        vec![real("10.244.2.1", 8080).key, real("10.244.2.2", 8080).key]
+    );
+    assert!(kernel.0.borrow().links["kube-ipvs0"].contains(&ip("10.96.0.1")));
+    assert_converged(&engine, &kernel, &[]);
+}
+
+#[test]
+fn reports_carry_what_the_observers_need() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let state = cluster(&[("a", "10.96.0.1", &["10.244.1.1", "10.244.1.2"])]);
+    let report: SyncReport = block_on(engine.full_sync(&state)).unwrap();
+    assert_eq!(report.sent.get(MessageKind::AddService), 1);
+    assert_eq!(report.sent.get(MessageKind::AddRealServer), 2);
+    assert_eq!(
+        (report.totals.virtual_servers, report.totals.real_servers),
+        (1, 2)
+    );
+    assert_eq!(report.addresses_added, 1);
+    assert!(engine.ownership().owns(&key("10.96.0.1", 80)));
+    assert!(!engine.ownership().owns(&key("10.9.9.9", 80)));
+}

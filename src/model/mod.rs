@@ -1,0 +1,23 @@
+//! The shared nouns: the cluster's objects as the agent holds them, the
+//! IPVS table, the node and the settings. Every other part of the agent
+//! uses these; this module imports nothing else from the crate.
+//!
+//! - [`object_ref`]: `namespace/name` and the label and annotation names.
+//! - [`cluster`]: [`ClusterState`], the Services and EndpointSlices the
+//!   desired state is computed from, and [`changed_services`].
+//! - [`table`]: [`Table`], an IPVS table as desired, diff, engine and
+//!   commands see it.
+//! - [`node`]: what the agent knows of its node, and `kube-ipvs0`.
+//! - [`settings`]: the agent's settings (kube-proxy's flags).
+
+pub mod cluster;
+pub mod node;
+pub mod object_ref;
+pub mod settings;
+pub mod table;
+
+pub use cluster::{changed_services, ClusterState, PrunedService, Slice};
+pub use node::{LocalAddress, NodeContext, KUBE_IPVS_INTERFACE};
+pub use object_ref::ObjectRef;
+pub use settings::ProxySettings;
+pub use table::{Table, TableEntry};

@@ -1,0 +1,39 @@
+//! What the agent knows of its own node: its name, its addresses, and the
+//! dummy interface that holds the VIPs.
+
+use std::net::IpAddr;
+
+/// The interface that holds the VIPs; its addresses are never node
+/// addresses.
+pub const KUBE_IPVS_INTERFACE: &str = "kube-ipvs0";
+
+/// Whether `address` is an IPv6 link-local address (`fe80::/10`): never a
+/// NodePort address, and the one address on `kube-ipvs0` that is not a VIP.
+pub fn is_ipv6_link_local(address: &IpAddr) -> bool {
+    match address {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// An address on one of the node's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// The interface that holds it (`eth0`, `lo`, `kube-ipvs0`, ...).
+    pub interface: String,
+}
+
+/// What the agent knows of its own node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeContext {
+    /// The node's name (endpoints with this `nodeName` are local).
+    pub name: String,
+    /// The node's primary addresses (`--node-ip`, or the Node object's
+    /// InternalIPs).
+    pub primary_addresses: Vec<IpAddr>,
+    /// Every address on the node's interfaces, read from the kernel (in
+    /// `plan`, the `--node-ip` addresses on a nameless interface).
+    pub local_addresses: Vec<LocalAddress>,
+}

@@ -1,0 +1,125 @@
+//! What operators see: observers of the engine's sync reports. The engine
+//! imports nothing from here; the driver hands every change and every
+//! report to [`Observers`].
+//!
+//! - [`health`]: `/healthz` and `/livez` semantics and their shared state.
+//! - [`metrics`]: the Prometheus metrics and the per-server counters.
+//! - [`node_events`]: Kubernetes Events on the agent's Node.
+//! - [`http`]: the HTTP servers for health and metrics.
+
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod node_events;
+
+use std::time::Instant;
+
+use netlink_ipvs::IpvsServiceKey;
+use tracing::info;
+
+use self::health::Health;
+use self::metrics::ServerMetrics;
+use self::node_events::NodeEvents;
+use crate::engine::report::{SyncKind, SyncReport};
+use crate::model::Table;
+
+/// Everything that observes the agent's work, fed by the driver.
+#[derive(Debug)]
+pub struct Observers {
+    health: Health,
+    server_metrics: ServerMetrics,
+    events: Option<NodeEvents>,
+    /// EndpointSlice and Service changes received since the last sync.
+    endpoint_changes: usize,
+    service_changes: usize,
+}
+
+impl Observers {
+    /// Observers reporting to `health`, the per-server counters and,
+    /// when there is an API server, Events on the agent's Node.
+    pub fn new(health: Health, server_metrics: ServerMetrics, events: Option<NodeEvents>) -> Self {
+        Self {
+            health,
+            server_metrics,
+            events,
+            endpoint_changes: 0,
+            service_changes: 0,
+        }
+    }
+
+    /// The agent is about to program the node for the first time.
+    pub fn starting(&self) {
+        if let Some(events) = &self.events {
+            events.starting();
+        }
+    }
+
+    /// The agent's Node became eligible or not (being deleted).
+    pub fn node_eligible(&self, eligible: bool) {
+        self.health.set_node_eligible(eligible);
+    }
+
+    /// A change that needs a sync arrived (`endpoints`: an EndpointSlice
+    /// one).
+    pub fn queued(&mut self, endpoints: bool) {
+        self.health.queued();
+        let (endpoints, services) = if endpoints { (1, 0) } else { (0, 1) };
+        self.endpoint_changes += endpoints;
+        self.service_changes += services;
+        metrics::record_changes(
+            endpoints,
+            services,
+            self.endpoint_changes,
+            self.service_changes,
+        );
+    }
+
+    /// A sync completed.
+    pub fn synced(&mut self, report: &SyncReport) {
+        if !report.is_worth_reporting() {
+            return;
+        }
+        report.log();
+        metrics::record_sync(report);
+        if report.kind == SyncKind::Drain {
+            return;
+        }
+        self.health.synced();
+        if let Some(events) = &self.events {
+            events.report(report);
+        }
+        (self.endpoint_changes, self.service_changes) = (0, 0);
+        metrics::record_changes(0, 0, 0, 0);
+    }
+
+    /// Whether the per-server counters are exported
+    /// (`--per-server-metrics`).
+    pub fn wants_server_metrics(&self) -> bool {
+        self.server_metrics.is_enabled()
+    }
+
+    /// Refreshes the per-server counters from `kernel` (the engine's view
+    /// after a full sync), for the virtual servers `owned` accepts.
+    pub fn update_server_metrics(&self, kernel: &Table, owned: impl Fn(&IpvsServiceKey) -> bool) {
+        self.server_metrics.update(kernel, owned);
+    }
+
+    /// A sync failed as a whole (the next one retries).
+    pub fn sync_failed(&self, error: &dyn std::fmt::Display) {
+        if let Some(events) = &self.events {
+            events.sync_failed(error);
+        }
+    }
+
+    /// The changes first received at `received` are in the kernel now
+    /// (kube-proxy's network-programming latency: metric and log line).
+    pub fn network_programmed(&self, received: Instant, services: usize) {
+        let latency = received.elapsed();
+        metrics::record_network_programming(latency);
+        info!(
+            services,
+            event_to_ack_ms = latency.as_secs_f64() * 1e3,
+            "network programmed"
+        );
+    }
+}

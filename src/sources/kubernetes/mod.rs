@@ -1,0 +1,161 @@
+//! The Kubernetes API server as a [`Source`], as kube-proxy watches it.
+//!
+//! Three kube-runtime watchers (Services and EndpointSlices in every
+//! namespace, and the agent's own Node), each with the default backoff and
+//! managedFields stripped, feed one [`ClusterState`] (the agent's store:
+//! the objects, with slices indexed by Service).
+//!
+//! - No sync until Services and EndpointSlices have both been listed
+//!   (syncing on half a view would delete good state). Then a full sync.
+//! - Then incremental: each event marks the Services it touches (the
+//!   driver coalesces them and syncs only those).
+//! - A relist (a restarted watch, a 410 Gone) replaces that kind's objects
+//!   as a whole once complete and marks only the Services whose objects
+//!   differ, so an unchanged relist sends nothing.
+//! - If the API server goes away or cuts the streams, the watchers retry
+//!   with backoff and the kernel table stays exactly as it is.
+//! - Every event is stamped on receipt, so the time it waits behind a
+//!   sync counts in the network-programming latency.
+//!
+//! - [`store`]: the events applied to the cluster state.
+//! - [`watch`]: the watchers and the reachability probe.
+
+pub mod store;
+pub mod watch;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use self::store::{Store, WatchEvent};
+use self::watch::{spawn_reachability_probe, spawn_watcher};
+use super::{Change, Source};
+use crate::model::ClusterState;
+use crate::ops::health::Health;
+
+/// What stops the Kubernetes source from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    /// `--kubeconfig` could not be read.
+    #[error("reading --kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: kube::config::KubeconfigError,
+    },
+    /// No configuration was found anywhere.
+    #[error("no Kubernetes configuration: give --kubeconfig or --manifests, set KUBECONFIG, or run in a cluster: {0}")]
+    NoConfiguration(#[source] kube::config::InferConfigError),
+    /// The client could not be made from the configuration.
+    #[error("creating the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// A client from `kubeconfig`, else as kubectl finds one ($KUBECONFIG,
+/// ~/.kube/config) or the in-cluster service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubernetesError> {
+    let kubeconfig_error = |source| KubernetesError::Kubeconfig {
+        path: kubeconfig
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        source,
+    };
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(kubeconfig_error)?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(KubernetesError::NoConfiguration)?,
+    };
+    // The client's own retry of 503/429/504 (15 tries, minutes in all)
+    // would hide an unavailable API server from the watchers; they have
+    // their own backoff, and health must see the outage.
+    config.default_retry = false;
+    Client::try_from(config).map_err(KubernetesError::Client)
+}
+
+/// The API server's Services, EndpointSlices and the agent's own Node, as
+/// a [`Source`].
+#[derive(Debug)]
+pub struct KubernetesSource {
+    changes: mpsc::Receiver<(Instant, WatchEvent)>,
+    store: Store,
+}
+
+impl KubernetesSource {
+    /// Starts the watchers of `client` (the Node named `node_name`) and
+    /// the reachability probe, reporting the API server's answers to
+    /// `health`.
+    pub fn start(client: Client, node_name: &str, health: &Health) -> Self {
+        let (sender, changes) = mpsc::channel::<(Instant, WatchEvent)>(4096);
+        spawn_watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+            WatchEvent::Service,
+            sender.clone(),
+            health.clone(),
+        );
+        spawn_watcher(
+            Api::<EndpointSlice>::all(client.clone()),
+            watcher::Config::default(),
+            WatchEvent::Slice,
+            sender.clone(),
+            health.clone(),
+        );
+        spawn_watcher(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={node_name}")),
+            WatchEvent::Node,
+            sender,
+            health.clone(),
+        );
+        spawn_reachability_probe(client, health.clone());
+        Self {
+            changes,
+            store: Store::default(),
+        }
+    }
+}
+
+impl Source for KubernetesSource {
+    async fn next_change(&mut self) -> Option<Change> {
+        let (received, event) = self.changes.recv().await?;
+        let node_eligible = match &event {
+            WatchEvent::Node(Event::Apply(node) | Event::InitApply(node)) => {
+                Some(node.metadata.deletion_timestamp.is_none())
+            }
+            _ => None,
+        };
+        let endpoints = matches!(event, WatchEvent::Slice(_));
+        let services = self.store.apply(event);
+        Some(Change {
+            services,
+            received,
+            endpoints,
+            node_eligible,
+        })
+    }
+
+    fn cluster(&self) -> &ClusterState {
+        &self.store.cluster
+    }
+
+    fn ready(&self) -> bool {
+        self.store.ready()
+    }
+
+    fn node_addresses(&self) -> Vec<IpAddr> {
+        self.store.node_addresses.clone()
+    }
+}

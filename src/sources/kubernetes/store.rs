@@ -1,0 +1,294 @@
+//! The cluster state as the watchers see it: every watch event applied to
+//! one [`ClusterState`], relists replacing a kind's objects as a whole once
+//! complete (and marking only the Services whose objects differ), and the
+//! agent's own Node's addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+
+use crate::model::cluster::prune_service;
+use crate::model::{ClusterState, ObjectRef, PrunedService, Slice};
+
+/// One event from one of the watchers.
+// Each event is moved once through a channel; boxing the larger variants
+// would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum WatchEvent {
+    /// A Service event.
+    Service(Event<Service>),
+    /// An EndpointSlice event.
+    Slice(Event<EndpointSlice>),
+    /// An event of the agent's Node.
+    Node(Event<Node>),
+}
+
+/// Objects of one kind received during a relist, applied when complete.
+#[derive(Debug)]
+struct Relist<K> {
+    items: Option<Vec<K>>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Self { items: None }
+    }
+}
+
+impl<K> Relist<K> {
+    fn start(&mut self) {
+        self.items = Some(Vec::new());
+    }
+
+    fn push(&mut self, item: K) {
+        self.items.get_or_insert_with(Vec::new).push(item);
+    }
+
+    fn finish(&mut self) -> Vec<K> {
+        self.items.take().unwrap_or_default()
+    }
+}
+
+/// The cluster state as the watchers see it, and what changed.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub cluster: ClusterState,
+    services_listed: bool,
+    slices_listed: bool,
+    service_relist: Relist<(ObjectRef, PrunedService)>,
+    slice_relist: Relist<(ObjectRef, Slice)>,
+    pub node_addresses: Vec<IpAddr>,
+}
+
+impl Store {
+    /// Applies one event; returns the Services it may change.
+    pub fn apply(&mut self, change: WatchEvent) -> BTreeSet<ObjectRef> {
+        let mut touched = BTreeSet::new();
+        match change {
+            WatchEvent::Service(event) => match event {
+                Event::Init => self.service_relist.start(),
+                // Kept pruned from the start: a relist of a large cluster
+                // must not hold every full object at once.
+                Event::InitApply(service) => self
+                    .service_relist
+                    .push((ObjectRef::of(&service.metadata), prune_service(service))),
+                Event::InitDone => {
+                    let listed: BTreeMap<ObjectRef, PrunedService> =
+                        self.service_relist.finish().into_iter().collect();
+                    for (name, old) in &self.cluster.services {
+                        if listed.get(name) != Some(old) {
+                            touched.insert(name.clone());
+                        }
+                    }
+                    for (name, new) in &listed {
+                        if self.cluster.services.get(name) != Some(new) {
+                            touched.insert(name.clone());
+                        }
+                    }
+                    self.cluster.services = listed;
+                    self.services_listed = true;
+                }
+                Event::Apply(service) => {
+                    let name = ObjectRef::of(&service.metadata);
+                    let service = prune_service(service);
+                    if self.cluster.services.get(&name) != Some(&service) {
+                        touched.insert(name.clone());
+                        self.cluster.insert_pruned_service(name, service);
+                    }
+                }
+                Event::Delete(service) => {
+                    let name = ObjectRef::of(&service.metadata);
+                    if self.cluster.remove_service(&name).is_some() {
+                        touched.insert(name);
+                    }
+                }
+            },
+            WatchEvent::Slice(event) => match event {
+                Event::Init => self.slice_relist.start(),
+                Event::InitApply(slice) => self
+                    .slice_relist
+                    .push((ObjectRef::of(&slice.metadata), Slice::from(&slice))),
+                Event::InitDone => {
+                    let listed: BTreeMap<ObjectRef, Slice> =
+                        self.slice_relist.finish().into_iter().collect();
+                    let stale: Vec<ObjectRef> = self
+                        .cluster
+                        .endpoint_slices
+                        .keys()
+                        .filter(|name| !listed.contains_key(*name))
+                        .cloned()
+                        .collect();
+                    for name in stale {
+                        touched.extend(self.cluster.remove_slice(&name));
+                    }
+                    for (name, slice) in listed {
+                        if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                            touched.extend(self.cluster.insert_compact_slice(name, slice));
+                        }
+                    }
+                    self.slices_listed = true;
+                }
+                Event::Apply(slice) => {
+                    let name = ObjectRef::of(&slice.metadata);
+                    let slice = Slice::from(&slice);
+                    if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                        touched.extend(self.cluster.insert_compact_slice(name, slice));
+                    }
+                }
+                Event::Delete(slice) => {
+                    touched.extend(self.cluster.remove_slice(&ObjectRef::of(&slice.metadata)));
+                }
+            },
+            WatchEvent::Node(event) => {
+                if let Event::Apply(node) | Event::InitApply(node) = event {
+                    self.node_addresses = node_internal_addresses(&node);
+                }
+            }
+        }
+        touched
+    }
+
+    pub fn ready(&self) -> bool {
+        self.services_listed && self.slices_listed
+    }
+}
+
+/// The InternalIP addresses of a Node (its primary addresses).
+pub fn node_internal_addresses(node: &Node) -> Vec<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|address| address.type_ == "InternalIP")
+        .filter_map(|address| address.address.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(name: &str, ip: &str) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}))
+        .unwrap()
+    }
+
+    fn slice(name: &str, service: &str, address: &str) -> EndpointSlice {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+                "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"port": 8080}],
+            "endpoints": [{"addresses": [address]}]}))
+        .unwrap()
+    }
+
+    fn names(touched: BTreeSet<ObjectRef>) -> Vec<String> {
+        touched.into_iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn ready_only_after_both_lists_and_relists_touch_only_what_differs() {
+        let mut store = Store::default();
+        store.apply(WatchEvent::Service(Event::Init));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "a", "10.1.0.1",
+        ))));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "b", "10.1.0.2",
+        ))));
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::InitDone))),
+            vec!["a", "b"]
+        );
+        assert!(!store.ready(), "slices not listed yet");
+        store.apply(WatchEvent::Slice(Event::Init));
+        store.apply(WatchEvent::Slice(Event::InitApply(slice(
+            "a-1",
+            "a",
+            "10.244.0.1",
+        ))));
+        assert_eq!(
+            names(store.apply(WatchEvent::Slice(Event::InitDone))),
+            vec!["a"]
+        );
+        assert!(store.ready());
+
+        // A relist with the same objects touches nothing.
+        store.apply(WatchEvent::Service(Event::Init));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "a", "10.1.0.1",
+        ))));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "b", "10.1.0.2",
+        ))));
+        assert!(store.apply(WatchEvent::Service(Event::InitDone)).is_empty());
+
+        // A relist that lost an object and changed another.
+        store.apply(WatchEvent::Slice(Event::Init));
+        store.apply(WatchEvent::Slice(Event::InitApply(slice(
+            "b-1",
+            "b",
+            "10.244.0.2",
+        ))));
+        assert_eq!(
+            names(store.apply(WatchEvent::Slice(Event::InitDone))),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            store
+                .cluster
+                .slices_of(&ObjectRef::new("default", "a"))
+                .count(),
+            0
+        );
+
+        // Events.
+        assert_eq!(
+            names(store.apply(WatchEvent::Slice(Event::Apply(slice(
+                "b-1",
+                "b",
+                "10.244.0.3"
+            ))))),
+            vec!["b"]
+        );
+        assert!(
+            store
+                .apply(WatchEvent::Slice(Event::Apply(slice(
+                    "b-1",
+                    "b",
+                    "10.244.0.3"
+                ))))
+                .is_empty(),
+            "an unchanged object touches nothing"
+        );
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::Delete(service("a", "10.1.0.1"))))),
+            vec!["a"]
+        );
+    }
+
+    #[test]
+    fn node_internal_addresses_are_its_primary_addresses() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "node1"},
+        "status": {"addresses": [
+            {"type": "Hostname", "address": "node1"},
+            {"type": "InternalIP", "address": "192.168.122.10"},
+            {"type": "ExternalIP", "address": "203.0.113.9"},
+            {"type": "InternalIP", "address": "fd00::10"},
+        ]}}))
+        .unwrap();
+        assert_eq!(
+            node_internal_addresses(&node),
+            vec![
+                "192.168.122.10".parse::<IpAddr>().unwrap(),
+                "fd00::10".parse().unwrap()
+            ]
+        );
+    }
+}

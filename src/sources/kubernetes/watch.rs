@@ -1,0 +1,74 @@
+//! The kube-runtime watchers (Services and EndpointSlices in every
+//! namespace, the agent's own Node), each with the default backoff and
+//! managedFields stripped, sending every event stamped with its time of
+//! receipt; and the probe that notices the API server is back.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::store::WatchEvent;
+use crate::ops::health::Health;
+
+/// Watches `api` with `config`, sending each event (wrapped by `wrap`)
+/// to `sender`, and telling `health` when the API server answers or not.
+pub fn spawn_watcher<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: F,
+    sender: mpsc::Sender<(Instant, WatchEvent)>,
+    health: Health,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Event<K>) -> WatchEvent + Send + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, config)
+            .default_backoff()
+            .modify(|object: &mut K| object.managed_fields_mut().clear())
+            .boxed();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => {
+                    health.api_answered();
+                    // Stamped on receipt, so time spent queued behind a
+                    // sync counts in the event-to-ACK time.
+                    if sender.send((Instant::now(), wrap(event))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    health.api_failed();
+                    warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is")
+                }
+            }
+        }
+    });
+}
+
+/// While the API server is known to be unreachable (a watcher failed and
+/// none has heard from it since), asks it for its version every few
+/// seconds, so that health recovers even when no object changes.
+pub fn spawn_reachability_probe(client: Client, health: Health) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3));
+        loop {
+            every.tick().await;
+            if health.api_unreachable() && client.apiserver_version().await.is_ok() {
+                health.api_answered();
+            }
+        }
+    });
+}

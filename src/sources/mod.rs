@@ -1,0 +1,52 @@
+//! Where the cluster state comes from. Each source keeps one
+//! [`ClusterState`] and yields what changed in it; the driver syncs the
+//! engine from whichever source runs.
+//!
+//! - [`manifests`]: files and directories (`run --manifests`), polled.
+//! - [`kubernetes`]: the API server, through kube-runtime watchers.
+
+pub mod kubernetes;
+pub mod manifests;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::model::{ClusterState, ObjectRef};
+
+/// One change of a source's cluster state.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The Services whose desired state may differ now (empty: nothing to
+    /// sync, e.g. a Node update or an unchanged relist).
+    pub services: BTreeSet<ObjectRef>,
+    /// When the source received it (the network-programming latency runs
+    /// from here).
+    pub received: Instant,
+    /// Whether an EndpointSlice (rather than a Service) changed: kube-proxy
+    /// counts the two kinds apart.
+    pub endpoints: bool,
+    /// Whether the agent's own Node may be proxied to (`false` while it is
+    /// being deleted), when this change says.
+    pub node_eligible: Option<bool>,
+}
+
+/// A source of cluster state.
+pub trait Source {
+    /// Waits for the next change and applies it to the cluster state.
+    /// `None`: the source has ended. Cancel-safe: a change is never lost
+    /// when the wait is dropped.
+    fn next_change(&mut self) -> impl Future<Output = Option<Change>>;
+
+    /// The cluster state as of the last change.
+    fn cluster(&self) -> &ClusterState;
+
+    /// Whether the state is complete enough for a first sync (syncing on
+    /// half a view would delete good state).
+    fn ready(&self) -> bool;
+
+    /// The node's primary addresses as the source knows them (the Node
+    /// object's InternalIPs; none from files).
+    fn node_addresses(&self) -> Vec<IpAddr>;
+}
