@@ -27,7 +27,7 @@ use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
 use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
 use crate::model::{ObjectRef, ProxySettings};
 use crate::ops::Observers;
-use crate::sources::Source;
+use crate::sources::{Change, Source};
 use crate::system::link::{LinkError, LinkManager};
 use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
 
@@ -126,6 +126,18 @@ struct Pending {
 }
 
 impl Pending {
+    /// Notes a change (and tells the observers).
+    fn receive(&mut self, change: Change, observers: &mut Observers) {
+        if let Some(eligible) = change.node_eligible {
+            observers.node_eligible(eligible);
+        }
+        if !change.services.is_empty() {
+            observers.queued(change.endpoints);
+            self.since.get_or_insert(change.received);
+            self.services.extend(change.services);
+        }
+    }
+
     fn take(&mut self) -> (BTreeSet<ObjectRef>, Option<Instant>) {
         (std::mem::take(&mut self.services), self.since.take())
     }
@@ -163,15 +175,13 @@ where
     if !source.ready() {
         info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
     }
-    let mut pending = Pending::default();
     while !source.ready() {
         tokio::select! {
             _ = &mut shutdown => return shut_down(),
             change = source.next_change() => {
                 let Some(change) = change else { return Ok(()) };
-                if let Some(eligible) = change.node_eligible {
-                    observers.node_eligible(eligible);
-                }
+                // The first sync covers every Service anyway.
+                Pending::default().receive(change, &mut observers);
             }
         }
     }
@@ -188,6 +198,7 @@ where
         .inspect_err(|error| observers.sync_failed(error))?;
     synced(&mut observers, &engine, &report);
 
+    let mut pending = Pending::default();
     let mut last_sync = Instant::now();
     let mut resync = tokio::time::interval(options.sync_period);
     resync.reset();
@@ -198,46 +209,21 @@ where
             _ = &mut shutdown => return shut_down(),
             change = source.next_change() => {
                 let Some(change) = change else { return Ok(()) };
-                if let Some(eligible) = change.node_eligible {
-                    observers.node_eligible(eligible);
-                }
-                if !change.services.is_empty() {
-                    observers.queued(change.endpoints);
-                    pending.since.get_or_insert(change.received);
-                    pending.services.extend(change.services);
-                }
+                pending.receive(change, &mut observers);
             }
             _ = tokio::time::sleep(coalesce), if !pending.services.is_empty() => {
                 let (services, since) = pending.take();
-                match engine.sync_services(source.cluster(), &services).await {
-                    Ok(report) => {
-                        synced(&mut observers, &engine, &report);
-                        if let Some(since) = since {
-                            observers.network_programmed(since, services.len());
-                        }
-                    }
-                    Err(error) => {
-                        warn!(%error, "sync failed; the next resync retries");
-                        observers.sync_failed(&error);
-                    }
-                }
+                let result = engine.sync_services(source.cluster(), &services).await;
+                let failed = "sync failed; the next resync retries";
+                after_sync(result, failed, since, services.len(), &mut observers, &engine);
                 last_sync = Instant::now();
             }
             _ = resync.tick() => {
+                // The changes still pending are covered by the audit.
                 let (services, since) = pending.take();
-                match engine.resync(source.cluster(), &services).await {
-                    Ok(report) => {
-                        synced(&mut observers, &engine, &report);
-                        // The changes it covered were programmed by it.
-                        if let Some(since) = since {
-                            observers.network_programmed(since, services.len());
-                        }
-                    }
-                    Err(error) => {
-                        warn!(%error, "full resync failed; retrying at the next period");
-                        observers.sync_failed(&error);
-                    }
-                }
+                let result = engine.resync(source.cluster(), &services).await;
+                let failed = "full resync failed; retrying at the next period";
+                after_sync(result, failed, since, services.len(), &mut observers, &engine);
                 last_sync = Instant::now();
             }
             _ = drain.tick(), if engine.has_draining() => {
@@ -246,6 +232,30 @@ where
                     Err(error) => warn!(%error, "checking draining real servers"),
                 }
             }
+        }
+    }
+}
+
+/// Reports a sync of the changes first received at `since` (`services`
+/// of them), or its failure (logged as `failed`; the next sync retries).
+fn after_sync<K: Kernel>(
+    result: Result<SyncReport, SyncError>,
+    failed: &str,
+    since: Option<Instant>,
+    services: usize,
+    observers: &mut Observers,
+    engine: &SyncEngine<K>,
+) {
+    match result {
+        Ok(report) => {
+            synced(observers, engine, &report);
+            if let Some(since) = since {
+                observers.network_programmed(since, services);
+            }
+        }
+        Err(error) => {
+            warn!(%error, "{failed}");
+            observers.sync_failed(&error);
         }
     }
 }

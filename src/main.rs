@@ -12,19 +12,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use ipvs_agent::commands::cleanup::cleanup;
 use ipvs_agent::commands::list::{list_kernel, ListFormat};
-use ipvs_agent::commands::plan::{render_json, render_save, render_text};
+use ipvs_agent::commands::plan::{self, PlanFormat};
 use ipvs_agent::config::{duration_of, parse_kube_proxy_configuration};
-use ipvs_agent::desired::desired_state;
 use ipvs_agent::driver::RunOptions;
 use ipvs_agent::model::settings::{parse_duration, IpFamilyMode, NodePortAddresses};
-use ipvs_agent::model::{LocalAddress, NodeContext, ProxySettings};
+use ipvs_agent::model::ProxySettings;
 use ipvs_agent::ops::health::Health;
 use ipvs_agent::ops::http::{serve_health, serve_metrics};
 use ipvs_agent::ops::metrics::ServerMetrics;
 use ipvs_agent::ops::node_events::NodeEvents;
 use ipvs_agent::ops::Observers;
 use ipvs_agent::sources::kubernetes::KubernetesSource;
-use ipvs_agent::sources::manifests::{load_manifests, ManifestSource};
+use ipvs_agent::sources::manifests::ManifestSource;
 use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
 
@@ -277,42 +276,24 @@ fn node_name(args: &SettingsArgs) -> anyhow::Result<String> {
 
 fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args.settings)?;
-    let node = NodeContext {
-        name: node_name(&args.settings)?,
-        primary_addresses: args.settings.node_ip.clone(),
-        // No kernel to ask: the node's addresses are the ones given.
-        local_addresses: args
-            .settings
-            .node_ip
-            .iter()
-            .map(|address| LocalAddress {
-                address: *address,
-                interface: String::new(),
-            })
-            .collect(),
+    let format = match args.output {
+        Output::Text => PlanFormat::Text,
+        Output::Save => PlanFormat::Save,
+        Output::Json => PlanFormat::Json,
     };
-    let loaded = load_manifests(&args.manifests)?;
-    let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
-    let state = desired_state(&loaded.cluster, &node, &settings);
-    problems.extend(state.problems().iter().map(ToString::to_string));
-    for problem in &problems {
+    let node_name = node_name(&args.settings)?;
+    let planned = plan::plan(
+        &args.manifests,
+        node_name,
+        &args.settings.node_ip,
+        &settings,
+        format,
+    )?;
+    for problem in &planned.problems {
         eprintln!("ipvs-agent: skipped: {problem}");
     }
-    let table = state.table();
-    let bound = state.bound_addresses();
-    match args.output {
-        Output::Save => print!("{}", render_save(&table)),
-        Output::Text => print!("{}", render_text(&table, &bound)),
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&render_json(&table, &bound, &problems))?
-        ),
-    }
-    let nothing_read = loaded.cluster.services.is_empty()
-        && loaded.cluster.endpoint_slices.is_empty()
-        && loaded.cluster.endpoints.is_empty()
-        && !loaded.problems.is_empty();
-    Ok(if nothing_read {
+    print!("{}", planned.text);
+    Ok(if planned.nothing_read {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -1,9 +1,11 @@
-//! What `ipvs-agent plan` prints for a desired state: `ipvsadm -Sn` rules,
-//! the `ipvsadm -Ln` table followed by the `kube-ipvs0` addresses, or JSON.
-//! Pure: a table in, text out.
+//! `ipvs-agent plan`: what the agent would program from manifests, with
+//! no kernel: `ipvsadm -Sn` rules, the `ipvsadm -Ln` table followed by the
+//! `kube-ipvs0` addresses, or JSON. The rendering is pure: a table in,
+//! text out.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use netlink_ipvs::format::{format_list, format_save, IpvsListOptions};
 use netlink_ipvs::{
@@ -11,7 +13,77 @@ use netlink_ipvs::{
 };
 use serde_json::{json, Value};
 
-use crate::model::Table;
+use crate::desired::desired_state;
+use crate::model::{LocalAddress, NodeContext, ProxySettings, Table};
+use crate::sources::manifests::{load_manifests, ManifestError};
+
+/// What `plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// The `ipvsadm -Ln` table, then the kube-ipvs0 addresses.
+    Text,
+    /// Exactly what `ipvsadm -Sn` would print.
+    Save,
+    /// Both, machine-readable.
+    Json,
+}
+
+/// What `plan` found.
+#[derive(Debug, Clone)]
+pub struct PlanOutput {
+    /// The text to print.
+    pub text: String,
+    /// Every object or field skipped, named.
+    pub problems: Vec<String>,
+    /// Whether nothing at all could be read (problems only): a failure.
+    pub nothing_read: bool,
+}
+
+/// The plan for the objects in `manifests` on the node `node_name` whose
+/// addresses are `node_addresses` (no kernel to ask: those are its only
+/// addresses).
+pub fn plan(
+    manifests: &[PathBuf],
+    node_name: String,
+    node_addresses: &[IpAddr],
+    settings: &ProxySettings,
+    format: PlanFormat,
+) -> Result<PlanOutput, ManifestError> {
+    let node = NodeContext {
+        name: node_name,
+        primary_addresses: node_addresses.to_vec(),
+        local_addresses: node_addresses
+            .iter()
+            .map(|address| LocalAddress {
+                address: *address,
+                interface: String::new(),
+            })
+            .collect(),
+    };
+    let loaded = load_manifests(manifests)?;
+    let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let state = desired_state(&loaded.cluster, &node, settings);
+    problems.extend(state.problems().iter().map(ToString::to_string));
+    let table = state.table();
+    let bound = state.bound_addresses();
+    let text = match format {
+        PlanFormat::Save => render_save(&table),
+        PlanFormat::Text => render_text(&table, &bound),
+        PlanFormat::Json => {
+            let json = render_json(&table, &bound, &problems);
+            format!("{json:#}\n")
+        }
+    };
+    let nothing_read = loaded.cluster.services.is_empty()
+        && loaded.cluster.endpoint_slices.is_empty()
+        && loaded.cluster.endpoints.is_empty()
+        && !loaded.problems.is_empty();
+    Ok(PlanOutput {
+        text,
+        problems,
+        nothing_read,
+    })
+}
 
 /// The version and connection table size printed in `text`'s header when
 /// there is no kernel to ask: those of a stock kernel (IPVS 1.2.1, 4096).

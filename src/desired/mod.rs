@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use netlink_ipvs::IpvsServiceKey;
+
 use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
 
 /// A port number from the API (an `i32`), if it is one (1-65535).
@@ -64,6 +66,17 @@ impl FieldError {
             message: message.to_string(),
         }
     }
+}
+
+/// The conflict rule, for `plan` and the engine alike: a virtual server
+/// claimed by two Services is the first's (by `namespace/name`, or the one
+/// programmed first); the other is told so.
+pub fn conflict(service: &ObjectRef, key: &IpvsServiceKey, first: &ObjectRef) -> FieldError {
+    FieldError::service(
+        service,
+        "spec",
+        format!("virtual server {key} is already {first}'s; not programmed for this Service"),
+    )
 }
 
 /// The desired state of one Service.
@@ -158,17 +171,13 @@ pub fn desired_state(
     settings: &ProxySettings,
 ) -> DesiredState {
     let mut state = DesiredState::default();
-    let mut owners: BTreeMap<netlink_ipvs::IpvsServiceKey, ObjectRef> = BTreeMap::new();
+    let mut owners: BTreeMap<IpvsServiceKey, ObjectRef> = BTreeMap::new();
     for (service_ref, service) in &cluster.services {
         let desired =
             virtual_servers::service_desired(service_ref, service, cluster, node, settings);
         for key in desired.table.keys() {
             match owners.get(key) {
-                Some(first) => state.conflicts.push(FieldError::service(
-                    service_ref,
-                    "spec",
-                    format!("virtual server {key} is already {first}'s; not programmed for this Service"),
-                )),
+                Some(first) => state.conflicts.push(conflict(service_ref, key, first)),
                 None => {
                     owners.insert(*key, service_ref.clone());
                 }

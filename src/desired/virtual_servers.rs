@@ -30,7 +30,7 @@ use netlink_ipvs::{
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
 use super::node_addresses::nodeport_addresses;
 use super::{port_number, FieldError, ServiceDesired};
-use crate::model::cluster::{ClusterState, PrunedService, PrunedServiceSpec};
+use crate::model::cluster::{ClusterState, PrunedService, PrunedServicePort, PrunedServiceSpec};
 use crate::model::object_ref::{ObjectRef, SCHEDULER_ANNOTATION};
 use crate::model::TableEntry;
 use crate::model::KUBE_IPVS_INTERFACE;
@@ -171,6 +171,25 @@ pub fn service_desired(
     desired
 }
 
+/// Where a Service's virtual servers are: its addresses by kind.
+struct ServiceAddresses {
+    /// `spec.type` (`ClusterIP`, `NodePort`, `LoadBalancer`).
+    service_type: String,
+    cluster_ips: Vec<IpAddr>,
+    /// externalIPs, then LoadBalancer ingress IPs (VIP mode).
+    external_ips: Vec<IpAddr>,
+    /// The node addresses NodePorts are made on (none for ClusterIP).
+    node_addresses: BTreeSet<IpAddr>,
+}
+
+/// What every virtual server of a Service shares.
+struct ServicePolicy {
+    scheduler: String,
+    affinity: Option<u32>,
+    internal_local: bool,
+    external_local: bool,
+}
+
 fn build(
     service_ref: &ObjectRef,
     service: &PrunedService,
@@ -187,9 +206,88 @@ fn build(
         problems.add("spec", "missing");
         return;
     };
+    let Some(addresses) = service_addresses(service, spec, node, settings, problems) else {
+        return;
+    };
+    let policy = ServicePolicy {
+        scheduler: scheduler(service, settings, problems),
+        affinity: affinity_timeout(spec, problems),
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+    };
+    for (index, port) in spec.ports.iter().enumerate() {
+        let protocol_text = port.protocol.as_deref().unwrap_or("TCP");
+        let Some(ipvs_protocol) = protocol(protocol_text) else {
+            problems.add(
+                format!("spec.ports[{index}].protocol"),
+                format!("unsupported protocol {protocol_text:?} (TCP, UDP or SCTP)"),
+            );
+            continue;
+        };
+        let Some(service_port) = port_number(port.port) else {
+            problems.add(
+                format!("spec.ports[{index}].port"),
+                format!("{} is not a port number (1-65535)", port.port),
+            );
+            continue;
+        };
+        let node_port = node_port(index, port, spec, &addresses, problems);
+        let mut virtual_servers: Vec<(IpvsServiceKey, Traffic)> = Vec::new();
+        let key = |address: IpAddr, port: u16| IpvsServiceKey::Inet {
+            protocol: ipvs_protocol,
+            address,
+            port,
+        };
+        virtual_servers.extend(
+            addresses
+                .cluster_ips
+                .iter()
+                .map(|ip| (key(*ip, service_port), Traffic::Internal)),
+        );
+        virtual_servers.extend(
+            addresses
+                .external_ips
+                .iter()
+                .map(|ip| (key(*ip, service_port), Traffic::External)),
+        );
+        if let Some(node_port) = node_port {
+            virtual_servers.extend(
+                addresses
+                    .node_addresses
+                    .iter()
+                    .map(|ip| (key(*ip, node_port), Traffic::External)),
+            );
+        }
+        let port_match = PortMatch {
+            name: port.name.as_deref().unwrap_or(""),
+            protocol: protocol_text,
+            ipv6: false,
+        };
+        let context = PortContext {
+            service_ref,
+            service,
+            cluster,
+            node_name: &node.name,
+            port_match,
+            policy: &policy,
+        };
+        add_virtual_servers(&context, virtual_servers, desired, &mut problems.list);
+    }
+    desired.bound_addresses = bound_addresses(&addresses, node);
+}
+
+/// The addresses of a Service's virtual servers; `None` when it has none
+/// (ExternalName, headless) or cannot be read (the problem is added).
+fn service_addresses(
+    service: &PrunedService,
+    spec: &PrunedServiceSpec,
+    node: &NodeContext,
+    settings: &ProxySettings,
+    problems: &mut Problems<'_>,
+) -> Option<ServiceAddresses> {
     let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
     let node_ports = match service_type {
-        "ExternalName" => return,
+        "ExternalName" => return None,
         "ClusterIP" => false,
         "NodePort" | "LoadBalancer" => true,
         other => {
@@ -199,10 +297,9 @@ fn build(
                     "unknown type {other:?} (ClusterIP, NodePort, LoadBalancer or ExternalName)"
                 ),
             );
-            return;
+            return None;
         }
     };
-
     let cluster_ip_texts: Vec<(String, String)> = match &spec.cluster_ips {
         ips if !ips.is_empty() => ips
             .iter()
@@ -221,14 +318,14 @@ fn build(
             "spec.clusterIP",
             "not set (the API server assigns it; a manifest must give it)",
         );
-        return;
+        return None;
     }
     if cluster_ip_texts.iter().any(|(_, ip)| ip == "None") {
         // Headless: DNS only.
-        return;
+        return None;
     }
     let cluster_ips = parse_addresses(cluster_ip_texts, settings, problems);
-    let external_ips = parse_addresses(
+    let mut external_ips = parse_addresses(
         spec.external_ips
             .iter()
             .enumerate()
@@ -251,160 +348,149 @@ fn build(
         settings,
         problems,
     );
-    let node_addresses: BTreeSet<IpAddr> = if node_ports {
-        nodeport_addresses(node, settings)
-    } else {
-        BTreeSet::new()
-    };
-
-    let scheduler = scheduler(service, settings, problems);
-    let affinity = affinity_timeout(spec, problems);
-    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
-    let allocates_node_ports = spec.allocate_load_balancer_node_ports != Some(false);
-
-    for (index, port) in spec.ports.iter().enumerate() {
-        let protocol_text = port.protocol.as_deref().unwrap_or("TCP");
-        let Some(ipvs_protocol) = protocol(protocol_text) else {
-            problems.add(
-                format!("spec.ports[{index}].protocol"),
-                format!("unsupported protocol {protocol_text:?} (TCP, UDP or SCTP)"),
-            );
-            continue;
-        };
-        let Some(service_port) = port_number(port.port) else {
-            problems.add(
-                format!("spec.ports[{index}].port"),
-                format!("{} is not a port number (1-65535)", port.port),
-            );
-            continue;
-        };
-        let node_port = if node_ports {
-            match port.node_port {
-                Some(value) => match port_number(value) {
-                    Some(number) => Some(number),
-                    None => {
-                        problems.add(
-                            format!("spec.ports[{index}].nodePort"),
-                            format!("{value} is not a port number (1-65535)"),
-                        );
-                        None
-                    }
-                },
-                None if service_type == "LoadBalancer" && !allocates_node_ports => None,
-                None => {
-                    problems.add(
-                        format!("spec.ports[{index}].nodePort"),
-                        "not set (the API server assigns it; a manifest must give it)",
-                    );
-                    None
-                }
-            }
+    external_ips.extend(load_balancer_ips);
+    Some(ServiceAddresses {
+        service_type: service_type.to_owned(),
+        cluster_ips,
+        external_ips,
+        node_addresses: if node_ports {
+            nodeport_addresses(node, settings)
         } else {
-            None
-        };
+            BTreeSet::new()
+        },
+    })
+}
 
-        let name = port.name.as_deref().unwrap_or("");
-        let mut sets: [Option<EndpointSets>; 2] = [None, None];
-        let mut endpoints_of = |address: &IpAddr| -> EndpointSets {
-            let slot = usize::from(address.is_ipv6());
-            sets[slot]
-                .get_or_insert_with(|| {
-                    let endpoints = collect(
-                        service_ref,
-                        service,
-                        PortMatch {
-                            name,
-                            protocol: protocol_text,
-                            ipv6: address.is_ipv6(),
-                        },
-                        cluster,
-                        &node.name,
-                        &mut problems.list,
-                    );
-                    select(&endpoints)
-                })
-                .clone()
-        };
-
-        let mut virtual_servers: Vec<(IpAddr, u16, Traffic)> = Vec::new();
-        virtual_servers.extend(
-            cluster_ips
-                .iter()
-                .map(|ip| (*ip, service_port, Traffic::Internal)),
-        );
-        virtual_servers.extend(
-            external_ips
-                .iter()
-                .chain(&load_balancer_ips)
-                .map(|ip| (*ip, service_port, Traffic::External)),
-        );
-        if let Some(node_port) = node_port {
-            virtual_servers.extend(
-                node_addresses
-                    .iter()
-                    .map(|ip| (*ip, node_port, Traffic::External)),
-            );
+/// The NodePort of the Service port `index`, if it has one here.
+fn node_port(
+    index: usize,
+    port: &PrunedServicePort,
+    spec: &PrunedServiceSpec,
+    addresses: &ServiceAddresses,
+    problems: &mut Problems<'_>,
+) -> Option<u16> {
+    if addresses.service_type == "ClusterIP" {
+        return None;
+    }
+    let allocates_node_ports = spec.allocate_load_balancer_node_ports != Some(false);
+    match port.node_port {
+        Some(value) => {
+            let number = port_number(value);
+            if number.is_none() {
+                problems.add(
+                    format!("spec.ports[{index}].nodePort"),
+                    format!("{value} is not a port number (1-65535)"),
+                );
+            }
+            number
         }
-
-        for (address, virtual_port, traffic) in virtual_servers {
-            let key = IpvsServiceKey::Inet {
-                protocol: ipvs_protocol,
-                address,
-                port: virtual_port,
-            };
-            if desired.table.contains_key(&key) {
-                continue;
-            }
-            let sets = endpoints_of(&address);
-            let local = match traffic {
-                Traffic::Internal => internal_local,
-                Traffic::External => external_local,
-            };
-            let chosen = if local { &sets.local } else { &sets.cluster };
-            if local && sets.local.is_empty() && !sets.cluster.is_empty() {
-                match traffic {
-                    Traffic::Internal => desired.no_local_endpoints.internal = true,
-                    Traffic::External => desired.no_local_endpoints.external = true,
-                }
-            }
-            let mut ipvs_service = IpvsService::new(key, scheduler.clone());
-            if let Some(timeout) = affinity {
-                ipvs_service = ipvs_service.persistent(timeout);
-            }
-            let real_servers = chosen
-                .iter()
-                .map(|endpoint| {
-                    let real = IpvsDestination::new(
-                        endpoint.ip(),
-                        endpoint.port(),
-                        IpvsForwardingMethod::Masquerade,
-                        1,
-                    );
-                    (real.key, real)
-                })
-                .collect();
-            desired.table.insert(
-                key,
-                TableEntry {
-                    service: ipvs_service,
-                    real_servers,
-                },
+        None if addresses.service_type == "LoadBalancer" && !allocates_node_ports => None,
+        None => {
+            problems.add(
+                format!("spec.ports[{index}].nodePort"),
+                "not set (the API server assigns it; a manifest must give it)",
             );
+            None
         }
     }
+}
 
-    desired.bound_addresses.extend(cluster_ips.iter().copied());
+/// What the virtual servers of one Service port are made from.
+struct PortContext<'a> {
+    service_ref: &'a ObjectRef,
+    service: &'a PrunedService,
+    cluster: &'a ClusterState,
+    node_name: &'a str,
+    port_match: PortMatch<'a>,
+    policy: &'a ServicePolicy,
+}
+
+/// Adds the virtual servers of one Service port, each with the real
+/// servers its traffic policy picks (endpoints collected once per family).
+fn add_virtual_servers(
+    context: &PortContext<'_>,
+    virtual_servers: Vec<(IpvsServiceKey, Traffic)>,
+    desired: &mut ServiceDesired,
+    problems: &mut Vec<FieldError>,
+) {
+    let mut sets: [Option<EndpointSets>; 2] = [None, None];
+    for (key, traffic) in virtual_servers {
+        if desired.table.contains_key(&key) {
+            continue;
+        }
+        let IpvsServiceKey::Inet { address, .. } = key else {
+            continue;
+        };
+        let sets = sets[usize::from(address.is_ipv6())].get_or_insert_with(|| {
+            let port_match = PortMatch {
+                ipv6: address.is_ipv6(),
+                ..context.port_match
+            };
+            let endpoints = collect(
+                context.service_ref,
+                context.service,
+                port_match,
+                context.cluster,
+                context.node_name,
+                problems,
+            );
+            select(&endpoints)
+        });
+        let policy = context.policy;
+        let local = match traffic {
+            Traffic::Internal => policy.internal_local,
+            Traffic::External => policy.external_local,
+        };
+        let chosen = if local { &sets.local } else { &sets.cluster };
+        if local && sets.local.is_empty() && !sets.cluster.is_empty() {
+            match traffic {
+                Traffic::Internal => desired.no_local_endpoints.internal = true,
+                Traffic::External => desired.no_local_endpoints.external = true,
+            }
+        }
+        let mut ipvs_service = IpvsService::new(key, policy.scheduler.clone());
+        if let Some(timeout) = policy.affinity {
+            ipvs_service = ipvs_service.persistent(timeout);
+        }
+        let real_servers = chosen
+            .iter()
+            .map(|endpoint| {
+                let real = IpvsDestination::new(
+                    endpoint.ip(),
+                    endpoint.port(),
+                    IpvsForwardingMethod::Masquerade,
+                    1,
+                );
+                (real.key, real)
+            })
+            .collect();
+        desired.table.insert(
+            key,
+            TableEntry {
+                service: ipvs_service,
+                real_servers,
+            },
+        );
+    }
+}
+
+/// The addresses a Service needs on `kube-ipvs0`: its ClusterIPs, and its
+/// external and LoadBalancer IPs unless another interface holds them.
+fn bound_addresses(addresses: &ServiceAddresses, node: &NodeContext) -> BTreeSet<IpAddr> {
     let held_elsewhere = |address: &IpAddr| {
         node.local_addresses
             .iter()
             .any(|local| local.address == *address && local.interface != KUBE_IPVS_INTERFACE)
     };
-    desired.bound_addresses.extend(
-        external_ips
-            .iter()
-            .chain(&load_balancer_ips)
-            .filter(|address| !held_elsewhere(address))
-            .copied(),
-    );
+    addresses
+        .cluster_ips
+        .iter()
+        .chain(
+            addresses
+                .external_ips
+                .iter()
+                .filter(|address| !held_elsewhere(address)),
+        )
+        .copied()
+        .collect()
 }

@@ -18,7 +18,7 @@ use netlink_ipvs::IpvsServiceKey;
 use tracing::warn;
 
 use super::report::DesiredTotals;
-use crate::desired::{desired_for_service, FieldError, NoLocalEndpoints};
+use crate::desired::{conflict, desired_for_service, FieldError, NoLocalEndpoints};
 use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
 
 /// What one Service contributed to the desired state.
@@ -107,8 +107,8 @@ impl DesiredIndex {
         };
         self.report_problems(service, &new.problems);
         new.table.retain(|key, _| match self.owner.get(key) {
-            Some(other) if other != service => {
-                warn!(service = %service, "virtual server {key} is already {other}'s; not programmed for this Service");
+            Some(first) if first != service => {
+                warn!("{}", conflict(service, key, first));
                 false
             }
             _ => true,

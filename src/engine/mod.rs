@@ -140,11 +140,6 @@ impl<K: Kernel> SyncEngine<K> {
         &self.view
     }
 
-    /// The merged desired table.
-    pub fn desired_table(&self) -> &Table {
-        self.desired.table()
-    }
-
     /// Which virtual servers of the kernel are the agent's.
     pub fn ownership(&self) -> Ownership {
         let bound = self

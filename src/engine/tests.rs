@@ -309,7 +309,7 @@ fn assert_converged(
     for key in foreign {
         assert!(in_kernel.remove(key).is_some(), "foreign {key} was removed");
     }
-    assert_eq!(&in_kernel, engine.desired_table(), "kernel == desired");
+    assert_eq!(&in_kernel, engine.desired.table(), "kernel == desired");
     let mut view = engine.kernel_view().clone();
     for key in foreign {
         view.remove(key);

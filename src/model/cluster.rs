@@ -331,11 +331,6 @@ impl ClusterState {
             .insert(ObjectRef::of(&endpoints.metadata), endpoints);
     }
 
-    /// Removes a legacy Endpoints object.
-    pub fn remove_endpoints(&mut self, endpoints: &ObjectRef) -> Option<Endpoints> {
-        self.endpoints.remove(endpoints)
-    }
-
     /// The EndpointSlices of a Service.
     pub fn slices_of(&self, service: &ObjectRef) -> impl Iterator<Item = (&ObjectRef, &Slice)> {
         self.slices_by_service

@@ -67,86 +67,97 @@ pub struct Store {
 impl Store {
     /// Applies one event; returns the Services it may change.
     pub fn apply(&mut self, change: WatchEvent) -> BTreeSet<ObjectRef> {
-        let mut touched = BTreeSet::new();
         match change {
-            WatchEvent::Service(event) => match event {
-                Event::Init => self.service_relist.start(),
-                // Kept pruned from the start: a relist of a large cluster
-                // must not hold every full object at once.
-                Event::InitApply(service) => self
-                    .service_relist
-                    .push((ObjectRef::of(&service.metadata), prune_service(service))),
-                Event::InitDone => {
-                    let listed: BTreeMap<ObjectRef, PrunedService> =
-                        self.service_relist.finish().into_iter().collect();
-                    for (name, old) in &self.cluster.services {
-                        if listed.get(name) != Some(old) {
-                            touched.insert(name.clone());
-                        }
-                    }
-                    for (name, new) in &listed {
-                        if self.cluster.services.get(name) != Some(new) {
-                            touched.insert(name.clone());
-                        }
-                    }
-                    self.cluster.services = listed;
-                    self.services_listed = true;
-                }
-                Event::Apply(service) => {
-                    let name = ObjectRef::of(&service.metadata);
-                    let service = prune_service(service);
-                    if self.cluster.services.get(&name) != Some(&service) {
-                        touched.insert(name.clone());
-                        self.cluster.insert_pruned_service(name, service);
-                    }
-                }
-                Event::Delete(service) => {
-                    let name = ObjectRef::of(&service.metadata);
-                    if self.cluster.remove_service(&name).is_some() {
-                        touched.insert(name);
-                    }
-                }
-            },
-            WatchEvent::Slice(event) => match event {
-                Event::Init => self.slice_relist.start(),
-                Event::InitApply(slice) => self
-                    .slice_relist
-                    .push((ObjectRef::of(&slice.metadata), Slice::from(&slice))),
-                Event::InitDone => {
-                    let listed: BTreeMap<ObjectRef, Slice> =
-                        self.slice_relist.finish().into_iter().collect();
-                    let stale: Vec<ObjectRef> = self
-                        .cluster
-                        .endpoint_slices
-                        .keys()
-                        .filter(|name| !listed.contains_key(*name))
-                        .cloned()
-                        .collect();
-                    for name in stale {
-                        touched.extend(self.cluster.remove_slice(&name));
-                    }
-                    for (name, slice) in listed {
-                        if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
-                            touched.extend(self.cluster.insert_compact_slice(name, slice));
-                        }
-                    }
-                    self.slices_listed = true;
-                }
-                Event::Apply(slice) => {
-                    let name = ObjectRef::of(&slice.metadata);
-                    let slice = Slice::from(&slice);
-                    if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
-                        touched.extend(self.cluster.insert_compact_slice(name, slice));
-                    }
-                }
-                Event::Delete(slice) => {
-                    touched.extend(self.cluster.remove_slice(&ObjectRef::of(&slice.metadata)));
-                }
-            },
+            WatchEvent::Service(event) => self.apply_service(event),
+            WatchEvent::Slice(event) => self.apply_slice(event),
             WatchEvent::Node(event) => {
                 if let Event::Apply(node) | Event::InitApply(node) = event {
                     self.node_addresses = node_internal_addresses(&node);
                 }
+                BTreeSet::new()
+            }
+        }
+    }
+
+    fn apply_service(&mut self, event: Event<Service>) -> BTreeSet<ObjectRef> {
+        let mut touched = BTreeSet::new();
+        match event {
+            Event::Init => self.service_relist.start(),
+            // Kept pruned from the start: a relist of a large cluster
+            // must not hold every full object at once.
+            Event::InitApply(service) => self
+                .service_relist
+                .push((ObjectRef::of(&service.metadata), prune_service(service))),
+            Event::InitDone => {
+                let listed: BTreeMap<ObjectRef, PrunedService> =
+                    self.service_relist.finish().into_iter().collect();
+                for (name, old) in &self.cluster.services {
+                    if listed.get(name) != Some(old) {
+                        touched.insert(name.clone());
+                    }
+                }
+                for (name, new) in &listed {
+                    if self.cluster.services.get(name) != Some(new) {
+                        touched.insert(name.clone());
+                    }
+                }
+                self.cluster.services = listed;
+                self.services_listed = true;
+            }
+            Event::Apply(service) => {
+                let name = ObjectRef::of(&service.metadata);
+                let service = prune_service(service);
+                if self.cluster.services.get(&name) != Some(&service) {
+                    touched.insert(name.clone());
+                    self.cluster.insert_pruned_service(name, service);
+                }
+            }
+            Event::Delete(service) => {
+                let name = ObjectRef::of(&service.metadata);
+                if self.cluster.remove_service(&name).is_some() {
+                    touched.insert(name);
+                }
+            }
+        }
+        touched
+    }
+
+    fn apply_slice(&mut self, event: Event<EndpointSlice>) -> BTreeSet<ObjectRef> {
+        let mut touched = BTreeSet::new();
+        match event {
+            Event::Init => self.slice_relist.start(),
+            Event::InitApply(slice) => self
+                .slice_relist
+                .push((ObjectRef::of(&slice.metadata), Slice::from(&slice))),
+            Event::InitDone => {
+                let listed: BTreeMap<ObjectRef, Slice> =
+                    self.slice_relist.finish().into_iter().collect();
+                let stale: Vec<ObjectRef> = self
+                    .cluster
+                    .endpoint_slices
+                    .keys()
+                    .filter(|name| !listed.contains_key(*name))
+                    .cloned()
+                    .collect();
+                for name in stale {
+                    touched.extend(self.cluster.remove_slice(&name));
+                }
+                for (name, slice) in listed {
+                    if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                        touched.extend(self.cluster.insert_compact_slice(name, slice));
+                    }
+                }
+                self.slices_listed = true;
+            }
+            Event::Apply(slice) => {
+                let name = ObjectRef::of(&slice.metadata);
+                let slice = Slice::from(&slice);
+                if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                    touched.extend(self.cluster.insert_compact_slice(name, slice));
+                }
+            }
+            Event::Delete(slice) => {
+                touched.extend(self.cluster.remove_slice(&ObjectRef::of(&slice.metadata)));
             }
         }
         touched
