@@ -21,6 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use k8s_openapi::api::core::v1::Endpoints;
+
 use super::{port_number, FieldError};
 use crate::model::cluster::{ClusterState, EndpointAddress, PrunedService};
 use crate::model::ObjectRef;
@@ -93,6 +95,35 @@ pub struct PortMatch<'a> {
     pub ipv6: bool,
 }
 
+/// Endpoints being collected for one Service port, and the problems found.
+struct Collector<'a> {
+    endpoints: BTreeMap<SocketAddr, EndpointState>,
+    problems: &'a mut Vec<FieldError>,
+}
+
+impl Collector<'_> {
+    /// Adds an endpoint (merged with the same address from another slice).
+    fn add(&mut self, address: SocketAddr, state: EndpointState) {
+        self.endpoints
+            .entry(address)
+            .and_modify(|existing| existing.merge(state))
+            .or_insert(state);
+    }
+
+    /// Notes a problem, once per field.
+    fn problem(&mut self, kind: &'static str, object: &ObjectRef, field: String, message: String) {
+        let error = FieldError {
+            kind,
+            object: object.to_string(),
+            field,
+            message,
+        };
+        if !self.problems.contains(&error) {
+            self.problems.push(error);
+        }
+    }
+}
+
 /// Every endpoint of `service_ref` for `port`, with its state. Problems in
 /// slices and Endpoints are added to `problems`, once per field.
 pub fn collect(
@@ -103,25 +134,26 @@ pub fn collect(
     node_name: &str,
     problems: &mut Vec<FieldError>,
 ) -> BTreeMap<SocketAddr, EndpointState> {
-    let mut endpoints: BTreeMap<SocketAddr, EndpointState> = BTreeMap::new();
-    let mut add = |address: SocketAddr, state: EndpointState| {
-        endpoints
-            .entry(address)
-            .and_modify(|existing| existing.merge(state))
-            .or_insert(state);
+    let mut collector = Collector {
+        endpoints: BTreeMap::new(),
+        problems,
     };
-    let mut problem = |kind: &'static str, object: &ObjectRef, field: String, message: String| {
-        let error = FieldError {
-            kind,
-            object: object.to_string(),
-            field,
-            message,
-        };
-        if !problems.contains(&error) {
-            problems.push(error);
-        }
-    };
+    collect_from_slices(service_ref, port, cluster, node_name, &mut collector);
+    let has_selector = service.spec.as_ref().is_some_and(|spec| spec.has_selector);
+    if let Some(legacy) = cluster.endpoints.get(service_ref).filter(|_| !has_selector) {
+        collect_from_endpoints(service_ref, legacy, port, node_name, &mut collector);
+    }
+    collector.endpoints
+}
 
+/// The endpoints of the Service's EndpointSlices.
+fn collect_from_slices(
+    service_ref: &ObjectRef,
+    port: PortMatch<'_>,
+    cluster: &ClusterState,
+    node_name: &str,
+    collector: &mut Collector<'_>,
+) {
     let wanted_type = if port.ipv6 { "IPv6" } else { "IPv4" };
     for (slice_ref, slice) in cluster.slices_of(service_ref) {
         if slice.address_type != wanted_type {
@@ -134,7 +166,7 @@ pub fn collect(
                 continue;
             }
             let Some(number) = slice_port.port.and_then(port_number) else {
-                problem(
+                collector.problem(
                     "EndpointSlice",
                     slice_ref,
                     format!("ports[{port_index}].port"),
@@ -148,7 +180,7 @@ pub fn collect(
                     None => continue,
                     Some(EndpointAddress::Ip(address)) => *address,
                     Some(EndpointAddress::Invalid(text)) => {
-                        problem(
+                        collector.problem(
                             "EndpointSlice",
                             slice_ref,
                             format!("endpoints[{index}].addresses[0]"),
@@ -158,7 +190,7 @@ pub fn collect(
                     }
                 };
                 if address.is_ipv6() != port.ipv6 {
-                    problem(
+                    collector.problem(
                         "EndpointSlice",
                         slice_ref,
                         format!("endpoints[{index}].addresses[0]"),
@@ -166,7 +198,7 @@ pub fn collect(
                     );
                     continue;
                 }
-                add(
+                collector.add(
                     SocketAddr::new(address, number),
                     EndpointState {
                         ready: endpoint.ready.unwrap_or(true),
@@ -178,11 +210,17 @@ pub fn collect(
             }
         }
     }
+}
 
-    let has_selector = service.spec.as_ref().is_some_and(|spec| spec.has_selector);
-    let Some(legacy) = cluster.endpoints.get(service_ref).filter(|_| !has_selector) else {
-        return endpoints;
-    };
+/// The endpoints of a selector-less Service's legacy Endpoints object
+/// (unless it asks not to be mirrored).
+fn collect_from_endpoints(
+    service_ref: &ObjectRef,
+    legacy: &Endpoints,
+    port: PortMatch<'_>,
+    node_name: &str,
+    collector: &mut Collector<'_>,
+) {
     let skip_mirror = legacy
         .metadata
         .labels
@@ -190,7 +228,7 @@ pub fn collect(
         .and_then(|labels| labels.get(SKIP_MIRROR_LABEL))
         .is_some_and(|value| value == "true");
     if skip_mirror {
-        return endpoints;
+        return;
     }
     for (subset_index, subset) in legacy.subsets.iter().flatten().enumerate() {
         for (port_index, legacy_port) in subset.ports.iter().flatten().enumerate() {
@@ -200,7 +238,7 @@ pub fn collect(
                 continue;
             }
             let Some(number) = port_number(legacy_port.port) else {
-                problem(
+                collector.problem(
                     "Endpoints",
                     service_ref,
                     format!("subsets[{subset_index}].ports[{port_index}].port"),
@@ -219,7 +257,7 @@ pub fn collect(
             for (field, list, ready) in lists {
                 for (index, legacy_address) in list.into_iter().flatten().enumerate() {
                     let Ok(address) = legacy_address.ip.parse::<IpAddr>() else {
-                        problem(
+                        collector.problem(
                             "Endpoints",
                             service_ref,
                             format!("subsets[{subset_index}].{field}[{index}].ip"),
@@ -230,7 +268,7 @@ pub fn collect(
                     if address.is_ipv6() != port.ipv6 {
                         continue;
                     }
-                    add(
+                    collector.add(
                         SocketAddr::new(address, number),
                         EndpointState {
                             ready,
@@ -243,5 +281,4 @@ pub fn collect(
             }
         }
     }
-    endpoints
 }
