@@ -169,8 +169,8 @@ fn bad_objects_are_skipped_with_their_field_and_the_rest_loads() {
 fn a_directory_loads_every_yaml_file_in_it() {
     let loaded = load_manifests(&[root().join("examples")]).expect("readable");
     assert_eq!(loaded.files.len(), 8, "{:?}", loaded.files);
-    assert_eq!(loaded.cluster.services.len(), 8);
-    assert_eq!(loaded.cluster.endpoint_slices.len(), 6);
-    assert_eq!(loaded.cluster.endpoints.len(), 1);
+    assert_eq!(loaded.cluster.services().len(), 8);
+    assert_eq!(loaded.cluster.endpoint_slices().len(), 6);
+    assert_eq!(loaded.cluster.endpoints().len(), 1);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
 }

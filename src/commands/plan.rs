@@ -74,9 +74,9 @@ pub fn plan(
             format!("{json:#}\n")
         }
     };
-    let nothing_read = loaded.cluster.services.is_empty()
-        && loaded.cluster.endpoint_slices.is_empty()
-        && loaded.cluster.endpoints.is_empty()
+    let nothing_read = loaded.cluster.services().is_empty()
+        && loaded.cluster.endpoint_slices().is_empty()
+        && loaded.cluster.endpoints().is_empty()
         && !loaded.problems.is_empty();
     Ok(PlanOutput {
         text,

@@ -140,7 +140,11 @@ pub fn collect(
     };
     collect_from_slices(service_ref, port, cluster, node_name, &mut collector);
     let has_selector = service.spec.as_ref().is_some_and(|spec| spec.has_selector);
-    if let Some(legacy) = cluster.endpoints.get(service_ref).filter(|_| !has_selector) {
+    if let Some(legacy) = cluster
+        .endpoints()
+        .get(service_ref)
+        .filter(|_| !has_selector)
+    {
         collect_from_endpoints(service_ref, legacy, port, node_name, &mut collector);
     }
     collector.endpoints

@@ -114,7 +114,7 @@ pub fn desired_for_service(
     node: &NodeContext,
     settings: &ProxySettings,
 ) -> Option<ServiceDesired> {
-    let service = cluster.services.get(service_ref)?;
+    let service = cluster.services().get(service_ref)?;
     Some(virtual_servers::service_desired(
         service_ref,
         service,
@@ -172,7 +172,7 @@ pub fn desired_state(
 ) -> DesiredState {
     let mut state = DesiredState::default();
     let mut owners: BTreeMap<IpvsServiceKey, ObjectRef> = BTreeMap::new();
-    for (service_ref, service) in &cluster.services {
+    for (service_ref, service) in cluster.services() {
         let desired =
             virtual_servers::service_desired(service_ref, service, cluster, node, settings);
         for key in desired.table.keys() {

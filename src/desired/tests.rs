@@ -844,5 +844,5 @@ fn slices_are_indexed_by_service_and_follow_relabelling() {
     assert_eq!(cluster.slices_of(&web_ref()).count(), 0);
     let removed = cluster.remove_slice(&ObjectRef::new("default", "web-1"));
     assert_eq!(removed, [ObjectRef::new("default", "other")].into());
-    assert!(cluster.endpoint_slices.is_empty());
+    assert!(cluster.endpoint_slices().is_empty());
 }

@@ -79,7 +79,7 @@ impl DesiredIndex {
     ) -> BTreeSet<ObjectRef> {
         let problems = std::mem::take(&mut self.problems);
         *self = Self::default();
-        let all: BTreeSet<ObjectRef> = cluster.services.keys().cloned().collect();
+        let all: BTreeSet<ObjectRef> = cluster.services().keys().cloned().collect();
         self.problems = problems;
         self.problems.retain(|service, _| all.contains(service));
         for service in &all {
@@ -98,7 +98,7 @@ impl DesiredIndex {
         settings: &ProxySettings,
     ) -> BTreeSet<IpvsServiceKey> {
         let mut touched = self.forget(service);
-        if !cluster.services.contains_key(service) {
+        if !cluster.services().contains_key(service) {
             self.problems.remove(service);
             return touched;
         }

@@ -245,17 +245,37 @@ pub fn prune_service(service: Service) -> PrunedService {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
     /// Services by `namespace/name`, pruned ([`prune_service`]).
-    pub services: BTreeMap<ObjectRef, PrunedService>,
+    services: BTreeMap<ObjectRef, PrunedService>,
     /// EndpointSlices by their own `namespace/name`.
-    pub endpoint_slices: BTreeMap<ObjectRef, Slice>,
+    endpoint_slices: BTreeMap<ObjectRef, Slice>,
     /// Legacy Endpoints by `namespace/name` (the Service's).
-    pub endpoints: BTreeMap<ObjectRef, Endpoints>,
+    endpoints: BTreeMap<ObjectRef, Endpoints>,
     /// Each Service's slices, sorted (a Vec: most Services have one
     /// slice, and a one-element set would cost a whole B-tree node).
     slices_by_service: BTreeMap<ObjectRef, Vec<ObjectRef>>,
 }
 
 impl ClusterState {
+    /// Services by `namespace/name`, pruned ([`prune_service`]).
+    pub fn services(&self) -> &BTreeMap<ObjectRef, PrunedService> {
+        &self.services
+    }
+
+    /// EndpointSlices by their own `namespace/name`.
+    pub fn endpoint_slices(&self) -> &BTreeMap<ObjectRef, Slice> {
+        &self.endpoint_slices
+    }
+
+    /// Legacy Endpoints by `namespace/name` (the Service's).
+    pub fn endpoints(&self) -> &BTreeMap<ObjectRef, Endpoints> {
+        &self.endpoints
+    }
+
+    /// Replaces every Service (a completed relist).
+    pub fn replace_services(&mut self, services: BTreeMap<ObjectRef, PrunedService>) {
+        self.services = services;
+    }
+
     /// The Service an EndpointSlice belongs to (its
     /// `kubernetes.io/service-name` label, in the slice's namespace).
     pub fn service_of_slice(slice: &EndpointSlice) -> Option<ObjectRef> {

@@ -91,23 +91,23 @@ impl Store {
             Event::InitDone => {
                 let listed: BTreeMap<ObjectRef, PrunedService> =
                     self.service_relist.finish().into_iter().collect();
-                for (name, old) in &self.cluster.services {
+                for (name, old) in self.cluster.services() {
                     if listed.get(name) != Some(old) {
                         touched.insert(name.clone());
                     }
                 }
                 for (name, new) in &listed {
-                    if self.cluster.services.get(name) != Some(new) {
+                    if self.cluster.services().get(name) != Some(new) {
                         touched.insert(name.clone());
                     }
                 }
-                self.cluster.services = listed;
+                self.cluster.replace_services(listed);
                 self.services_listed = true;
             }
             Event::Apply(service) => {
                 let name = ObjectRef::of(&service.metadata);
                 let service = prune_service(service);
-                if self.cluster.services.get(&name) != Some(&service) {
+                if self.cluster.services().get(&name) != Some(&service) {
                     touched.insert(name.clone());
                     self.cluster.insert_pruned_service(name, service);
                 }
@@ -134,7 +134,7 @@ impl Store {
                     self.slice_relist.finish().into_iter().collect();
                 let stale: Vec<ObjectRef> = self
                     .cluster
-                    .endpoint_slices
+                    .endpoint_slices()
                     .keys()
                     .filter(|name| !listed.contains_key(*name))
                     .cloned()
@@ -143,7 +143,7 @@ impl Store {
                     touched.extend(self.cluster.remove_slice(&name));
                 }
                 for (name, slice) in listed {
-                    if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                    if self.cluster.endpoint_slices().get(&name) != Some(&slice) {
                         touched.extend(self.cluster.insert_compact_slice(name, slice));
                     }
                 }
@@ -152,7 +152,7 @@ impl Store {
             Event::Apply(slice) => {
                 let name = ObjectRef::of(&slice.metadata);
                 let slice = Slice::from(&slice);
-                if self.cluster.endpoint_slices.get(&name) != Some(&slice) {
+                if self.cluster.endpoint_slices().get(&name) != Some(&slice) {
                     touched.extend(self.cluster.insert_compact_slice(name, slice));
                 }
             }
