@@ -16,6 +16,9 @@
 //! netlink-proto connection: reading one answer per datagram instead of
 //! one per message, and encoding straight into one reused buffer, is what
 //! keeps it close to the kernel's own speed (see BENCHMARKS.md).
+//!
+//! This file is the socket only; `IpvsHandle::apply` (`handle.rs`) opens
+//! it on first use and drives it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,16 +30,12 @@ use netlink_sys::{
 
 use super::encode::encode_attributes;
 use super::error::IpvsError;
-use super::handle::IpvsHandle;
 use super::operation::IpvsOperation;
+use super::wire::{
+    error_code, messages, DATAGRAM_BUFFER_BYTES, ENOBUFS, GENL_HDRLEN, NLMSG_ERROR, NLMSG_HDRLEN,
+    RECEIVE_BUFFER_BYTES,
+};
 use crate::message::IPVS_GENL_VERSION;
-
-const NLMSG_HDRLEN: usize = 16;
-const GENL_HDRLEN: usize = 4;
-const NLMSG_ERROR: u16 = 2;
-const ENOBUFS: i32 = 105;
-/// Receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
-const RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// How the batch API paces its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +94,8 @@ impl BatchSocket {
         Ok(Self {
             socket,
             next_sequence: 1,
-            send_buffer: Vec::with_capacity(64 * 1024),
-            receive_buffer: Vec::with_capacity(64 * 1024),
+            send_buffer: Vec::with_capacity(DATAGRAM_BUFFER_BYTES),
+            receive_buffer: Vec::with_capacity(DATAGRAM_BUFFER_BYTES),
         })
     }
 
@@ -206,20 +205,12 @@ impl BatchSocket {
                 }
             }
 
-            let mut offset = 0;
-            let received = &self.receive_buffer;
-            while offset + NLMSG_HDRLEN <= received.len() {
-                let header = &received[offset..];
-                let length =
-                    u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
-                let kind = u16::from_ne_bytes([header[4], header[5]]);
-                let sequence = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
-                if length < NLMSG_HDRLEN || offset + length > received.len() {
-                    break;
+            for reply in messages(&self.receive_buffer).map_while(Result::ok) {
+                let index = reply.sequence_number().wrapping_sub(base) as usize;
+                if reply.message_type() != NLMSG_ERROR || index >= total {
+                    continue;
                 }
-                let index = sequence.wrapping_sub(base) as usize;
-                if kind == NLMSG_ERROR && length >= NLMSG_HDRLEN + 4 && index < total {
-                    let code = i32::from_ne_bytes([header[16], header[17], header[18], header[19]]);
+                if let Some(code) = error_code(&reply) {
                     if code != 0 && results[index].is_none() {
                         results[index] =
                             Some(Err(IpvsError::kernel(operations[index].to_string(), code)));
@@ -240,7 +231,6 @@ impl BatchSocket {
                         }
                     }
                 }
-                offset += (length + 3) & !3;
             }
         }
         results
@@ -250,49 +240,11 @@ impl BatchSocket {
     }
 }
 
-fn socket_error(operation: &IpvsOperation, error: &io::Error) -> IpvsError {
+/// `operation`'s result when the socket failed: the socket's error, naming
+/// the operation.
+pub(crate) fn socket_error(operation: &IpvsOperation, error: &io::Error) -> IpvsError {
     IpvsError::Socket(io::Error::new(
         error.kind(),
         format!("{operation}: {error}"),
     ))
-}
-
-impl IpvsHandle {
-    /// Applies `operations` with the default pacing; see
-    /// [`IpvsHandle::apply_with`].
-    pub async fn apply(&self, operations: &[IpvsOperation]) -> Vec<Result<(), IpvsError>> {
-        self.apply_with(operations, IpvsBatchOptions::default())
-            .await
-    }
-
-    /// Applies `operations` in order, pipelined, and returns one result per
-    /// operation, in the same order. A failed operation does not stop the
-    /// ones after it (the kernel goes on too), so callers can treat
-    /// `EEXIST` / `ESRCH` / `ENOENT` per operation.
-    ///
-    /// Operations that depend on each other (a service, then its real
-    /// servers) may share a batch: the kernel runs them in order. Batches
-    /// on one handle (and its clones) run one at a time.
-    pub async fn apply_with(
-        &self,
-        operations: &[IpvsOperation],
-        options: IpvsBatchOptions,
-    ) -> Vec<Result<(), IpvsError>> {
-        let mut batch = self.batch_socket().lock().await;
-        if batch.is_none() {
-            match BatchSocket::open() {
-                Ok(socket) => *batch = Some(socket),
-                Err(error) => {
-                    return operations
-                        .iter()
-                        .map(|operation| Err(socket_error(operation, &error)))
-                        .collect()
-                }
-            }
-        }
-        match batch.as_mut() {
-            Some(socket) => socket.apply(self.family_id(), operations, options).await,
-            None => unreachable!("the batch socket was opened above"),
-        }
-    }
 }

@@ -11,12 +11,10 @@ use std::net::IpAddr;
 use netlink_packet_core::NLA_F_NESTED;
 
 use super::operation::IpvsOperation;
+use super::wire::{IPVS_CMD_ATTR_DEST, IPVS_CMD_ATTR_SERVICE};
 use crate::address::IpvsAddressFamily;
 use crate::dest::{IpvsDestination, IpvsDestinationKey};
 use crate::service::{IpvsService, IpvsServiceKey};
-
-const IPVS_CMD_ATTR_SERVICE: u16 = 1;
-const IPVS_CMD_ATTR_DEST: u16 = 2;
 
 const IPVS_SVC_ATTR_AF: u16 = 1;
 const IPVS_SVC_ATTR_PROTOCOL: u16 = 2;

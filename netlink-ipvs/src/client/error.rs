@@ -6,9 +6,7 @@ use std::io;
 
 use netlink_packet_core::DecodeError;
 
-const ENOENT: i32 = 2;
-const ESRCH: i32 = 3;
-const EEXIST: i32 = 17;
+use super::wire::{EEXIST, ENOENT, ESRCH};
 
 /// What went wrong talking to IPVS.
 #[derive(Debug, thiserror::Error)]

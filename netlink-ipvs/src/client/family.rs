@@ -9,6 +9,7 @@ use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
 use super::error::IpvsError;
+use super::wire::messages;
 
 /// Asks the generic netlink controller for the id of family `name`, over a
 /// short-lived blocking socket (one request, one reply).
@@ -33,14 +34,19 @@ pub(crate) fn resolve_family_id(name: &str) -> Result<u16, IpvsError> {
     let mut family_id = None;
     loop {
         let (datagram, _) = socket.recv_from_full().map_err(IpvsError::Socket)?;
-        let mut offset = 0;
-        while offset < datagram.len() {
-            let reply = NetlinkMessage::<GenlMessage<GenlCtrl>>::deserialize(&datagram[offset..])
-                .map_err(|source| IpvsError::Decode {
-                request: format!("resolve generic netlink family {name}"),
-                source,
-            })?;
-            let length = reply.header.length as usize;
+        for reply in messages(&datagram) {
+            // Bytes that make no message fail to deserialize: a decode error.
+            let bytes = match reply {
+                Ok(message) => message.into_inner(),
+                Err(rest) => rest,
+            };
+            let reply =
+                NetlinkMessage::<GenlMessage<GenlCtrl>>::deserialize(bytes).map_err(|source| {
+                    IpvsError::Decode {
+                        request: format!("resolve generic netlink family {name}"),
+                        source,
+                    }
+                })?;
             match reply.payload {
                 NetlinkPayload::InnerMessage(message) => {
                     for nla in message.payload.nlas {
@@ -63,10 +69,6 @@ pub(crate) fn resolve_family_id(name: &str) -> Result<u16, IpvsError> {
                 }
                 _ => {}
             }
-            if length == 0 {
-                break;
-            }
-            offset += (length + 3) & !3;
         }
     }
 }

@@ -2,6 +2,8 @@
 
 //! The async IPVS client: one netlink socket driven by a netlink-proto
 //! connection task, and a cheap, clonable handle to send requests on it.
+//! The handle's batches go over the batch socket (`batch.rs`), its table
+//! reads over blocking sockets of their own (`read.rs`).
 
 use std::sync::Arc;
 
@@ -12,11 +14,13 @@ use netlink_proto::{sys::SocketAddr, ConnectionHandle};
 use netlink_sys::{protocols::NETLINK_GENERIC, AsyncSocket};
 use tokio::sync::Mutex;
 
-use super::batch::BatchSocket;
+use super::batch::{socket_error, BatchSocket, IpvsBatchOptions};
+use super::decode::{keep_first_of_each, parse_destinations, parse_services, IpvsTableEntry};
 use super::error::IpvsError;
 use super::family::resolve_family_id;
 use super::operation::IpvsOperation;
 use super::read::{read_table, TABLE_READERS};
+use super::wire::RECEIVE_BUFFER_BYTES;
 use crate::attribute::IpvsAttribute;
 use crate::command::IpvsCommand;
 use crate::config::IpvsTimeouts;
@@ -27,23 +31,9 @@ use crate::message::{IpvsMessage, IPVS_GENL_NAME};
 use crate::service::{IpvsService, IpvsServiceKey};
 use crate::stats::IpvsCounters;
 
-/// The receive buffer asked for. The kernel caps it at
-/// `net.core.rmem_max` (and doubles it); every pipelined request's ACK
-/// waits in it until read, so it bounds how many requests can be in flight.
-const RECEIVE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-
 /// The connection task: spawn it on the runtime (`tokio::spawn(connection)`)
 /// before using the handle.
 pub type IpvsConnection = netlink_proto::Connection<GenlMessage<IpvsMessage>>;
-
-/// A service with its real servers, as one entry of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpvsTableEntry {
-    /// The virtual service.
-    pub service: IpvsService,
-    /// Its real servers.
-    pub destinations: Vec<IpvsDestination>,
-}
 
 /// A handle to the IPVS table of the socket's network namespace.
 ///
@@ -121,10 +111,6 @@ impl IpvsHandle {
         let mut netlink = NetlinkMessage::from(genl);
         netlink.header.flags = flags;
         netlink
-    }
-
-    pub(crate) fn batch_socket(&self) -> &Mutex<Option<BatchSocket>> {
-        &self.batch
     }
 
     async fn request(
@@ -426,59 +412,42 @@ impl IpvsHandle {
         .await
         .map(drop)
     }
-}
 
-pub(crate) fn parse_services(
-    replies: Vec<IpvsMessage>,
-    describe: impl Fn() -> String,
-) -> Result<Vec<IpvsService>, IpvsError> {
-    let mut services = Vec::with_capacity(replies.len());
-    for reply in replies {
-        for attribute in reply.attributes {
-            if let IpvsAttribute::Service(nlas) = attribute {
-                services.push(IpvsService::from_attributes(&nlas).map_err(|source| {
-                    IpvsError::Decode {
-                        request: describe(),
-                        source,
-                    }
-                })?);
+    /// Applies `operations` with the default pacing; see
+    /// [`IpvsHandle::apply_with`].
+    pub async fn apply(&self, operations: &[IpvsOperation]) -> Vec<Result<(), IpvsError>> {
+        self.apply_with(operations, IpvsBatchOptions::default())
+            .await
+    }
+
+    /// Applies `operations` in order, pipelined, and returns one result per
+    /// operation, in the same order. A failed operation does not stop the
+    /// ones after it (the kernel goes on too), so callers can treat
+    /// `EEXIST` / `ESRCH` / `ENOENT` per operation.
+    ///
+    /// Operations that depend on each other (a service, then its real
+    /// servers) may share a batch: the kernel runs them in order. Batches
+    /// on one handle (and its clones) run one at a time.
+    pub async fn apply_with(
+        &self,
+        operations: &[IpvsOperation],
+        options: IpvsBatchOptions,
+    ) -> Vec<Result<(), IpvsError>> {
+        let mut batch = self.batch.lock().await;
+        if batch.is_none() {
+            match BatchSocket::open() {
+                Ok(socket) => *batch = Some(socket),
+                Err(error) => {
+                    return operations
+                        .iter()
+                        .map(|operation| Err(socket_error(operation, &error)))
+                        .collect()
+                }
             }
         }
-    }
-    Ok(services)
-}
-
-/// The real servers in the replies to a real-server dump (each once).
-pub(crate) fn parse_destinations(
-    replies: Vec<IpvsMessage>,
-    family: crate::address::IpvsAddressFamily,
-    describe: impl Fn() -> String,
-) -> Result<Vec<IpvsDestination>, IpvsError> {
-    let mut destinations = Vec::with_capacity(replies.len());
-    for reply in replies {
-        for attribute in reply.attributes {
-            if let IpvsAttribute::Dest(nlas) = attribute {
-                let destination =
-                    IpvsDestination::from_attributes(&nlas, family).map_err(|source| {
-                        IpvsError::Decode {
-                            request: describe(),
-                            source,
-                        }
-                    })?;
-                destinations.push(destination);
-            }
+        match batch.as_mut() {
+            Some(socket) => socket.apply(self.family_id(), operations, options).await,
+            None => unreachable!("the batch socket was opened above"),
         }
     }
-    keep_first_of_each(&mut destinations, |destination| destination.key);
-    Ok(destinations)
-}
-
-/// Keeps the first of the items sharing a `key`, in order (a dump that
-/// resumes after a change can repeat an object).
-pub(crate) fn keep_first_of_each<T, K: std::hash::Hash + Eq>(
-    items: &mut Vec<T>,
-    key: impl Fn(&T) -> K,
-) {
-    let mut seen = std::collections::HashSet::with_capacity(items.len());
-    items.retain(|item| seen.insert(key(item)));
 }

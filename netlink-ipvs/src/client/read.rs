@@ -15,31 +15,21 @@
 use std::io;
 use std::thread;
 
-use netlink_packet_core::{
-    DecodeError, NetlinkBuffer, NetlinkMessage, NetlinkPayload, NlasIterator, NLA_TYPE_MASK,
-    NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
+use super::decode::{decode_destinations, keep_first_of_each, parse_services, IpvsTableEntry};
 use super::error::IpvsError;
-use super::handle::{keep_first_of_each, parse_services, IpvsTableEntry};
-use crate::address::IpvsAddressFamily;
+use super::wire::{
+    error_code, messages, DATAGRAM_BUFFER_BYTES, DUMP_RECEIVE_BUFFER_BYTES, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+};
 use crate::attribute::IpvsAttribute;
 use crate::command::IpvsCommand;
-use crate::dest::IpvsDestination;
 use crate::message::IpvsMessage;
 use crate::service::IpvsService;
 use crate::stats::IpvsCounters;
-
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
-const NETLINK_HEADER_LEN: usize = 16;
-const GENL_HEADER_LEN: usize = 4;
-/// `IPVS_CMD_ATTR_DEST`.
-const IPVS_CMD_ATTR_DEST: u16 = 2;
 
 /// How many sockets (and threads) read the real servers.
 pub const TABLE_READERS: usize = 2;
@@ -58,12 +48,12 @@ impl DumpSocket {
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
         // Best effort: a dump part is read as soon as it is queued.
-        let _ = socket.set_rx_buf_sz(1024 * 1024);
+        let _ = socket.set_rx_buf_sz(DUMP_RECEIVE_BUFFER_BYTES);
         Ok(Self {
             socket,
             family_id,
             sequence: 0,
-            receive_buffer: vec![0; 64 * 1024],
+            receive_buffer: vec![0; DATAGRAM_BUFFER_BYTES],
         })
     }
 
@@ -90,18 +80,12 @@ impl DumpSocket {
                 .socket
                 .recv(&mut &mut self.receive_buffer[..], 0)
                 .map_err(IpvsError::Socket)?;
-            let mut rest = &self.receive_buffer[..length];
-            while let Ok(reply) = NetlinkBuffer::new_checked(rest) {
-                let size = reply.length() as usize;
+            for reply in messages(&self.receive_buffer[..length]).map_while(Result::ok) {
                 if reply.sequence_number() == self.sequence {
                     match reply.message_type() {
                         NLMSG_DONE => return Ok(()),
                         NLMSG_ERROR => {
-                            let code = reply
-                                .payload()
-                                .get(..4)
-                                .map(|bytes| i32::from_ne_bytes(bytes.try_into().expect("4 bytes")))
-                                .unwrap_or(0);
+                            let code = error_code(&reply).unwrap_or(0);
                             return match std::num::NonZeroI32::new(code) {
                                 Some(code) => Err(IpvsError::kernel(describe(), code.get())),
                                 None => Ok(()),
@@ -114,37 +98,12 @@ impl DumpSocket {
                             })
                         }
                         NLMSG_NOOP => {}
-                        _ => on_reply(&rest[..size])?,
+                        _ => on_reply(reply.into_inner())?,
                     }
                 }
-                let step = size.next_multiple_of(4);
-                if step == 0 || step >= rest.len() {
-                    break;
-                }
-                rest = &rest[step..];
             }
         }
     }
-}
-
-/// The real servers in one reply to a real-server dump, decoded straight
-/// from its attributes ([`IpvsDestination::decode_nest`]).
-fn decode_destinations(
-    reply: &[u8],
-    family: IpvsAddressFamily,
-    counters: IpvsCounters,
-    destinations: &mut Vec<IpvsDestination>,
-) -> Result<(), DecodeError> {
-    let attributes = reply
-        .get(NETLINK_HEADER_LEN + GENL_HEADER_LEN..)
-        .ok_or_else(|| DecodeError::from("a reply shorter than its headers"))?;
-    for nla in NlasIterator::new(attributes) {
-        let nla = nla?;
-        if nla.kind() & NLA_TYPE_MASK == IPVS_CMD_ATTR_DEST {
-            destinations.push(IpvsDestination::decode_nest(nla.value(), family, counters)?);
-        }
-    }
-    Ok(())
 }
 
 /// Reads every service with its real servers (the kernel's order), with
