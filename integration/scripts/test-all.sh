@@ -17,8 +17,11 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo doc (netlink-ipvs, warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p netlink-ipvs --quiet
+step "no import circle between sibling modules (every crate)"
+python3 integration/scripts/check-imports.py
+
+step "cargo doc (netlink-ipvs and the agent, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p netlink-ipvs -p ipvs-agent --quiet
 
 step "host tests (no kernel needed)"
 cargo test --workspace --exclude integration
