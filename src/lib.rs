@@ -39,7 +39,10 @@
 //!
 //! Dependency rule: `model` ← {`desired`, `diff`} ← `engine` ← `driver` →
 //! `sources`; `ops` reads `engine::report` (and `model`); `system` depends
-//! on `model` only; nothing depends on `commands`. Names differ from the
+//! on `model` only; nothing depends on `commands`. The one edge from
+//! `sources` to `ops`: the API watchers tell `ops::health` whether the API
+//! server answers. `integration/scripts/check-imports.py` (in CI) fails on
+//! any import circle between sibling modules. Names differ from the
 //! layout document where the code said better: the per-Service state is
 //! `engine::index::DesiredIndex`, the HTTP servers `ops::http`.
 
