@@ -269,13 +269,12 @@ impl<K: Kernel> SyncEngine<K> {
     /// those drained (or timed out).
     pub async fn check_draining(&mut self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
-        let report = SyncReport::new(SyncKind::Drain);
+        let mut report = SyncReport::new(SyncKind::Drain);
         let keys: BTreeSet<IpvsServiceKey> = self.draining.keys().map(|(key, _)| *key).collect();
         if keys.is_empty() {
             return Ok(self.finish(report, started));
         }
         reread(&mut self.kernel, &keys, &mut self.view).await?;
-        let mut report = report;
         self.converge(keys, &mut report).await;
         Ok(self.finish(report, started))
     }
