@@ -15,7 +15,10 @@ use ipvs_agent::commands::list::{list_kernel, ListFormat};
 use ipvs_agent::commands::plan::{self, PlanFormat};
 use ipvs_agent::config::{duration_of, parse_kube_proxy_configuration};
 use ipvs_agent::driver::RunOptions;
-use ipvs_agent::model::settings::{parse_duration, IpFamilyMode, NodePortAddresses};
+use ipvs_agent::model::settings::{
+    parse_duration, DatapathSettings, IpFamilyMode, LocalTrafficDetector, NodePortAddresses,
+    DEFAULT_MASQUERADE_BIT,
+};
 use ipvs_agent::model::ProxySettings;
 use ipvs_agent::ops::health::Health;
 use ipvs_agent::ops::http::{serve_health, serve_metrics};
@@ -137,6 +140,32 @@ struct SettingsArgs {
     /// Longest drain of a removed TCP real server before it is deleted.
     #[arg(long, default_value = "15m", value_parser = duration)]
     ipvs_drain_timeout: Duration,
+    /// The cluster's pod CIDRs: traffic to a ClusterIP from outside them
+    /// is masqueraded (with `--detect-local-mode ClusterCIDR`).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<IpNetwork>,
+    /// How traffic from the node's pods is told apart: ClusterCIDR,
+    /// NodeCIDR, BridgeInterface or InterfaceNamePrefix (default
+    /// ClusterCIDR when `--cluster-cidr` is given).
+    #[arg(long)]
+    detect_local_mode: Option<String>,
+    /// The pods' bridge (`--detect-local-mode BridgeInterface`).
+    #[arg(long)]
+    pod_bridge_interface: Option<String>,
+    /// The pods' interface name prefix (`--detect-local-mode
+    /// InterfaceNamePrefix`).
+    #[arg(long)]
+    pod_interface_name_prefix: Option<String>,
+    /// Masquerade every packet to a ClusterIP.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    masquerade_all: bool,
+    /// The packet mark bit that asks for masquerading (0-31).
+    #[arg(long, default_value_t = DEFAULT_MASQUERADE_BIT, value_parser = clap::value_parser!(u8).range(0..=31))]
+    iptables_masquerade_bit: u8,
+    /// Keep the agent's nftables tables (masquerade, hairpin, the VIP
+    /// filter, source ranges); false leaves netfilter alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    netfilter: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +262,38 @@ fn node_port_range(text: &str) -> anyhow::Result<RangeInclusive<u16>> {
     Ok(low..=high)
 }
 
+/// The local-traffic detector of `--detect-local-mode` and its companion
+/// flags (kube-proxy's rules: ClusterCIDR without `--cluster-cidr` means
+/// no detector).
+fn local_detector(args: &SettingsArgs) -> anyhow::Result<LocalTrafficDetector> {
+    let mode = args.detect_local_mode.as_deref().unwrap_or("");
+    let non_empty = |value: &Option<String>, flag: &str| -> anyhow::Result<String> {
+        value
+            .clone()
+            .filter(|value| !value.is_empty())
+            .with_context(|| format!("--detect-local-mode {mode}: {flag} must be given"))
+    };
+    Ok(match mode {
+        "" | "ClusterCIDR" if args.cluster_cidr.is_empty() => LocalTrafficDetector::None,
+        "" | "ClusterCIDR" => LocalTrafficDetector::ClusterCidr(args.cluster_cidr.clone()),
+        "BridgeInterface" => LocalTrafficDetector::BridgeInterface(non_empty(
+            &args.pod_bridge_interface,
+            "--pod-bridge-interface",
+        )?),
+        "InterfaceNamePrefix" => LocalTrafficDetector::InterfaceNamePrefix(non_empty(
+            &args.pod_interface_name_prefix,
+            "--pod-interface-name-prefix",
+        )?),
+        "NodeCIDR" => bail!(
+            "--detect-local-mode NodeCIDR: the Node's spec.podCIDRs are not read yet; \
+             use ClusterCIDR with --cluster-cidr, BridgeInterface or InterfaceNamePrefix"
+        ),
+        other => bail!(
+            "--detect-local-mode {other:?}: expected ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix"
+        ),
+    })
+}
+
 fn settings(args: &SettingsArgs) -> anyhow::Result<ProxySettings> {
     let mut nodeport_addresses = NodePortAddresses::default();
     for entry in &args.nodeport_addresses {
@@ -257,6 +318,12 @@ fn settings(args: &SettingsArgs) -> anyhow::Result<ProxySettings> {
         exclude_cidrs: args.ipvs_exclude_cidrs.clone(),
         node_port_range: node_port_range(&args.service_node_port_range)?,
         drain_timeout: args.ipvs_drain_timeout,
+        datapath: DatapathSettings {
+            enabled: args.netfilter,
+            masquerade_all: args.masquerade_all,
+            masquerade_bit: args.iptables_masquerade_bit,
+            local_detector: local_detector(args)?,
+        },
     })
 }
 

@@ -8,6 +8,8 @@
 //!   made on (`--nodeport-addresses`).
 //! - [`endpoints`]: which endpoints become real servers (port matching,
 //!   conditions, traffic policies, legacy Endpoints mirroring).
+//! - [`netfilter`]: which elements of the agent's nftables sets a Service
+//!   needs (masquerade, source ranges, hairpin, the VIP filter's ports).
 //!
 //! Per-Service scheduler override: the annotation
 //! [`SCHEDULER_ANNOTATION`](crate::model::object_ref::SCHEDULER_ANNOTATION) (`ipvs-agent.io/scheduler: wrr`) on a Service
@@ -18,6 +20,7 @@
 //! still programmed, and one bad Service never stops the others.
 
 pub mod endpoints;
+pub mod netfilter;
 pub mod node_addresses;
 pub mod virtual_servers;
 
@@ -30,6 +33,7 @@ use std::net::IpAddr;
 
 use netlink_ipvs::IpvsServiceKey;
 
+use crate::model::netfilter::SetElements;
 use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
 
 /// A port number from the API (an `i32`), if it is one (1-65535).
@@ -86,6 +90,9 @@ pub struct ServiceDesired {
     pub table: Table,
     /// The addresses it needs on `kube-ipvs0`.
     pub bound_addresses: BTreeSet<IpAddr>,
+    /// The elements of the agent's nftables sets it needs
+    /// ([`netfilter`]; the `vips` set is the engine's).
+    pub elements: SetElements,
     /// Problems that made parts of it be skipped (the rest is in `table`).
     pub problems: Vec<FieldError>,
     /// Whether a Local traffic policy left it without endpoints on this

@@ -28,9 +28,11 @@ use netlink_ipvs::{
 };
 
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
+use super::netfilter::{self, hairpin, ServiceSets};
 use super::node_addresses::nodeport_addresses;
 use super::{port_number, FieldError, ServiceDesired};
 use crate::model::cluster::{ClusterState, PrunedService, PrunedServicePort, PrunedServiceSpec};
+use crate::model::netfilter::NetfilterFamily;
 use crate::model::object_ref::{ObjectRef, SCHEDULER_ANNOTATION};
 use crate::model::TableEntry;
 use crate::model::KUBE_IPVS_INTERFACE;
@@ -176,8 +178,10 @@ struct ServiceAddresses {
     /// `spec.type` (`ClusterIP`, `NodePort`, `LoadBalancer`).
     service_type: String,
     cluster_ips: Vec<IpAddr>,
-    /// externalIPs, then LoadBalancer ingress IPs (VIP mode).
+    /// `spec.externalIPs`.
     external_ips: Vec<IpAddr>,
+    /// LoadBalancer ingress IPs (VIP mode).
+    load_balancer_ips: Vec<IpAddr>,
     /// The node addresses NodePorts are made on (none for ClusterIP).
     node_addresses: BTreeSet<IpAddr>,
 }
@@ -215,6 +219,37 @@ fn build(
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
         external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
     };
+    let source_ranges = netfilter::source_ranges(
+        service_ref,
+        &spec.load_balancer_source_ranges,
+        &mut problems.list,
+    );
+    let node_port_families: Vec<NetfilterFamily> = NetfilterFamily::ALL
+        .into_iter()
+        .filter(|family| {
+            addresses
+                .node_addresses
+                .iter()
+                .any(|address| NetfilterFamily::of(address) == *family)
+        })
+        .collect();
+    let sets = ServiceSets {
+        cluster_ips: &addresses.cluster_ips,
+        external_ips: &addresses.external_ips,
+        load_balancer_ips: &addresses.load_balancer_ips,
+        node_port_families: &node_port_families,
+        external_local: policy.external_local,
+        source_ranges: &source_ranges,
+    };
+    if addresses.service_type == "LoadBalancer" && policy.external_local {
+        netfilter::health_check_port(
+            service_ref,
+            spec.health_check_node_port,
+            &node_port_families,
+            &mut desired.elements,
+            &mut problems.list,
+        );
+    }
     for (index, port) in spec.ports.iter().enumerate() {
         let protocol_text = port.protocol.as_deref().unwrap_or("TCP");
         let Some(ipvs_protocol) = protocol(protocol_text) else {
@@ -248,7 +283,14 @@ fn build(
             addresses
                 .external_ips
                 .iter()
+                .chain(&addresses.load_balancer_ips)
                 .map(|ip| (key(*ip, service_port), Traffic::External)),
+        );
+        sets.add_port(
+            ipvs_protocol,
+            service_port,
+            node_port,
+            &mut desired.elements,
         );
         if let Some(node_port) = node_port {
             virtual_servers.extend(
@@ -325,7 +367,7 @@ fn service_addresses(
         return None;
     }
     let cluster_ips = parse_addresses(cluster_ip_texts, settings, problems);
-    let mut external_ips = parse_addresses(
+    let external_ips = parse_addresses(
         spec.external_ips
             .iter()
             .enumerate()
@@ -348,11 +390,11 @@ fn service_addresses(
         settings,
         problems,
     );
-    external_ips.extend(load_balancer_ips);
     Some(ServiceAddresses {
         service_type: service_type.to_owned(),
         cluster_ips,
         external_ips,
+        load_balancer_ips,
         node_addresses: if node_ports {
             nodeport_addresses(node, settings)
         } else {
@@ -434,7 +476,11 @@ fn add_virtual_servers(
                 context.node_name,
                 problems,
             );
-            select(&endpoints)
+            let sets = select(&endpoints);
+            desired
+                .elements
+                .extend(sets.local.iter().map(|endpoint| hairpin(endpoint.ip())));
+            sets
         });
         let policy = context.policy;
         let local = match traffic {
@@ -489,6 +535,7 @@ fn bound_addresses(addresses: &ServiceAddresses, node: &NodeContext) -> BTreeSet
             addresses
                 .external_ips
                 .iter()
+                .chain(&addresses.load_balancer_ips)
                 .filter(|address| !held_elsewhere(address)),
         )
         .copied()

@@ -152,6 +152,10 @@ pub struct PrunedServiceSpec {
     pub external_traffic_policy: Option<String>,
     /// `allocateLoadBalancerNodePorts`.
     pub allocate_load_balancer_node_ports: Option<bool>,
+    /// `loadBalancerSourceRanges` (empty when unset).
+    pub load_balancer_source_ranges: Vec<String>,
+    /// `healthCheckNodePort`.
+    pub health_check_node_port: Option<i32>,
 }
 
 /// One of `spec.ports` of a [`PrunedService`].
@@ -216,6 +220,8 @@ pub fn prune_service(service: Service) -> PrunedService {
         internal_traffic_policy: spec.internal_traffic_policy,
         external_traffic_policy: spec.external_traffic_policy,
         allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports,
+        load_balancer_source_ranges: exact(spec.load_balancer_source_ranges.unwrap_or_default()),
+        health_check_node_port: spec.health_check_node_port,
     });
     let load_balancer_ingress = status
         .and_then(|status| status.load_balancer)

@@ -8,9 +8,12 @@
 //! - [`table`]: [`Table`], an IPVS table as desired, diff, engine and
 //!   commands see it.
 //! - [`node`]: what the agent knows of its node, and `kube-ipvs0`.
+//! - [`netfilter`]: the sets of the agent's nftables tables and their
+//!   elements.
 //! - [`settings`]: the agent's settings (kube-proxy's flags).
 
 pub mod cluster;
+pub mod netfilter;
 pub mod node;
 pub mod object_ref;
 pub mod settings;

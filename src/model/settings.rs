@@ -70,6 +70,66 @@ pub struct ProxySettings {
     pub node_port_range: RangeInclusive<u16>,
     /// Longest drain of a removed TCP real server (`--ipvs-drain-timeout`).
     pub drain_timeout: Duration,
+    /// The netfilter rules around IPVS.
+    pub datapath: DatapathSettings,
+}
+
+/// How traffic from the node's own pods is told apart
+/// (`--detect-local-mode` and its companions): traffic to a ClusterIP from
+/// anywhere else is masqueraded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LocalTrafficDetector {
+    /// No detector (`--cluster-cidr` not given): only node-originated
+    /// traffic (its source is a VIP) is masqueraded.
+    #[default]
+    None,
+    /// Sources inside these CIDRs (`--cluster-cidr`, mode `ClusterCIDR`).
+    ClusterCidr(Vec<IpNetwork>),
+    /// Sources inside the node's pod CIDRs (mode `NodeCIDR`: the Node's
+    /// `spec.podCIDRs`).
+    NodeCidr(Vec<IpNetwork>),
+    /// Packets arriving on this bridge (`--pod-bridge-interface`, mode
+    /// `BridgeInterface`).
+    BridgeInterface(String),
+    /// Packets arriving on interfaces whose name starts with this
+    /// (`--pod-interface-name-prefix`, mode `InterfaceNamePrefix`).
+    InterfaceNamePrefix(String),
+}
+
+/// kube-proxy's default masquerade bit (`--iptables-masquerade-bit`):
+/// mark `0x4000`.
+pub const DEFAULT_MASQUERADE_BIT: u8 = 14;
+
+/// The netfilter rules around IPVS (kube-proxy's masquerade flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatapathSettings {
+    /// Whether the agent keeps its nftables tables at all.
+    pub enabled: bool,
+    /// Masquerade every packet to a ClusterIP (`--masquerade-all`).
+    pub masquerade_all: bool,
+    /// The packet mark bit that asks for masquerading
+    /// (`--iptables-masquerade-bit`, 0-31).
+    pub masquerade_bit: u8,
+    /// How local traffic is told apart.
+    pub local_detector: LocalTrafficDetector,
+}
+
+impl DatapathSettings {
+    /// The mark bit as a mask (`1 << masquerade_bit`).
+    pub fn masquerade_mark(&self) -> u32 {
+        1u32 << (self.masquerade_bit & 31)
+    }
+}
+
+impl Default for DatapathSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            masquerade_all: false,
+            masquerade_bit: DEFAULT_MASQUERADE_BIT,
+            local_detector: LocalTrafficDetector::None,
+        }
+    }
 }
 
 impl Default for ProxySettings {
@@ -81,6 +141,7 @@ impl Default for ProxySettings {
             exclude_cidrs: Vec::new(),
             node_port_range: 30000..=32767,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            datapath: DatapathSettings::default(),
         }
     }
 }
