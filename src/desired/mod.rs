@@ -90,8 +90,7 @@ pub struct ServiceDesired {
     pub table: Table,
     /// The addresses it needs on `kube-ipvs0`.
     pub bound_addresses: BTreeSet<IpAddr>,
-    /// The elements of the agent's nftables sets it needs
-    /// ([`netfilter`]; the `vips` set is the engine's).
+    /// The elements of the agent's nftables sets it needs ([`netfilter`]).
     pub elements: SetElements,
     /// Problems that made parts of it be skipped (the rest is in `table`).
     pub problems: Vec<FieldError>,

@@ -12,9 +12,8 @@
 //! - protocol . NodePort in `node-ports` (Cluster policy only), in each
 //!   family the node has NodePort addresses in;
 //! - `healthCheckNodePort` in `health-check-ports`;
-//! - each local endpoint in `hairpin` (a pod reaching itself).
-//!
-//! The `vips` set is the addresses on `kube-ipvs0`, kept by the engine.
+//! - each local endpoint in `hairpin` (a pod reaching itself);
+//! - each address it needs on `kube-ipvs0` in `vips`.
 
 use std::net::IpAddr;
 
@@ -130,6 +129,15 @@ pub fn hairpin(endpoint: IpAddr) -> SetElement {
         family: NetfilterFamily::of(&endpoint),
         set: NetfilterSet::Hairpin,
         key: ElementKey::AddressPair(endpoint),
+    }
+}
+
+/// The `vips` element of an address on `kube-ipvs0`.
+pub fn vip(address: IpAddr) -> SetElement {
+    SetElement {
+        family: NetfilterFamily::of(&address),
+        set: NetfilterSet::Vips,
+        key: ElementKey::Address(address),
     }
 }
 

@@ -28,7 +28,7 @@ use netlink_ipvs::{
 };
 
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
-use super::netfilter::{self, hairpin, ServiceSets};
+use super::netfilter::{self, hairpin, vip, ServiceSets};
 use super::node_addresses::nodeport_addresses;
 use super::{port_number, FieldError, ServiceDesired};
 use crate::model::cluster::{ClusterState, PrunedService, PrunedServicePort, PrunedServiceSpec};
@@ -316,6 +316,9 @@ fn build(
         add_virtual_servers(&context, virtual_servers, desired, &mut problems.list);
     }
     desired.bound_addresses = bound_addresses(&addresses, node);
+    desired
+        .elements
+        .extend(desired.bound_addresses.iter().map(|address| vip(*address)));
 }
 
 /// The addresses of a Service's virtual servers; `None` when it has none

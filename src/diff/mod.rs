@@ -3,8 +3,10 @@
 //! sends the operations.
 //!
 //! - [`ownership`]: which kernel virtual servers are the agent's to change.
+//! - [`netfilter`]: which nftables set elements to add and remove.
 //! - [`plan`]: the diff itself, with graceful termination of real servers.
 
+pub mod netfilter;
 pub mod ownership;
 pub mod plan;
 

@@ -19,7 +19,18 @@ use tracing::warn;
 
 use super::report::DesiredTotals;
 use crate::desired::{conflict, desired_for_service, FieldError, NoLocalEndpoints};
+use crate::model::netfilter::{SetElement, SetElements};
 use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
+
+/// Takes one reference to `key` out of `counts`, dropping it at zero.
+fn release<K: Ord>(counts: &mut BTreeMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
+    }
+}
 
 /// What one Service contributed to the desired state.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +41,8 @@ struct ServiceRecord {
     bound_addresses: BTreeSet<IpAddr>,
     /// Whether a Local traffic policy left it without local endpoints.
     no_local_endpoints: NoLocalEndpoints,
+    /// The nftables set elements it needs.
+    elements: SetElements,
 }
 
 /// The desired state, per Service and merged; see the module docs.
@@ -44,6 +57,11 @@ pub struct DesiredIndex {
     owner: BTreeMap<IpvsServiceKey, ObjectRef>,
     /// How many Services want each address on `kube-ipvs0`.
     wanted_addresses: BTreeMap<IpAddr, usize>,
+    /// How many Services want each nftables set element.
+    wanted_elements: BTreeMap<SetElement, usize>,
+    /// The elements of the Services recomputed since the last
+    /// [`DesiredIndex::take_touched_elements`] (old and new ones).
+    touched_elements: SetElements,
     /// Totals over `services` and `table`, kept as they change.
     totals: DesiredTotals,
     /// The problems last reported per Service (to log each only once).
@@ -67,6 +85,23 @@ impl DesiredIndex {
     /// The addresses some Service needs on `kube-ipvs0`.
     pub fn wanted_addresses(&self) -> impl Iterator<Item = &IpAddr> {
         self.wanted_addresses.keys()
+    }
+
+    /// The nftables set elements some Service needs (sorted by family,
+    /// set and key).
+    pub fn wanted_elements(&self) -> impl Iterator<Item = &SetElement> {
+        self.wanted_elements.keys()
+    }
+
+    /// Whether some Service needs `element`.
+    pub fn wants_element(&self, element: &SetElement) -> bool {
+        self.wanted_elements.contains_key(element)
+    }
+
+    /// The elements whose wanted state may have changed since the last
+    /// call (those of the Services recomputed in between).
+    pub fn take_touched_elements(&mut self) -> SetElements {
+        std::mem::take(&mut self.touched_elements)
     }
 
     /// Forgets everything and recomputes every Service of `cluster`;
@@ -125,6 +160,10 @@ impl DesiredIndex {
         for address in &new.bound_addresses {
             *self.wanted_addresses.entry(*address).or_default() += 1;
         }
+        for element in &new.elements {
+            *self.wanted_elements.entry(*element).or_default() += 1;
+        }
+        self.touched_elements.extend(new.elements.iter().copied());
         self.totals.no_local_internal += usize::from(new.no_local_endpoints.internal);
         self.totals.no_local_external += usize::from(new.no_local_endpoints.external);
         self.services.insert(
@@ -133,6 +172,7 @@ impl DesiredIndex {
                 keys,
                 bound_addresses: new.bound_addresses,
                 no_local_endpoints: new.no_local_endpoints,
+                elements: new.elements,
             },
         );
         touched
@@ -156,13 +196,12 @@ impl DesiredIndex {
             touched.insert(*key);
         }
         for address in &old.bound_addresses {
-            if let Some(count) = self.wanted_addresses.get_mut(address) {
-                *count -= 1;
-                if *count == 0 {
-                    self.wanted_addresses.remove(address);
-                }
-            }
+            release(&mut self.wanted_addresses, address);
         }
+        for element in &old.elements {
+            release(&mut self.wanted_elements, element);
+        }
+        self.touched_elements.extend(old.elements);
         touched
     }
 
@@ -188,7 +227,11 @@ impl DesiredIndex {
             ..DesiredTotals::default()
         };
         let mut wanted: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let mut elements: BTreeMap<SetElement, usize> = BTreeMap::new();
         for (service, record) in &self.services {
+            for element in &record.elements {
+                *elements.entry(*element).or_default() += 1;
+            }
             totals.no_local_internal += usize::from(record.no_local_endpoints.internal);
             totals.no_local_external += usize::from(record.no_local_endpoints.external);
             for address in &record.bound_addresses {
@@ -215,6 +258,13 @@ impl DesiredIndex {
             return Err(format!(
                 "address counts {:?}, recounted {wanted:?}",
                 self.wanted_addresses
+            ));
+        }
+        if elements != self.wanted_elements {
+            return Err(format!(
+                "{} element counts, recounted {}",
+                self.wanted_elements.len(),
+                elements.len()
             ));
         }
         if self.owner.len() != self.table.len() {

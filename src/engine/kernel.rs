@@ -1,6 +1,6 @@
 //! The seam between the engine and the kernel: everything the engine reads
 //! or changes goes through [`Kernel`]. [`NetlinkKernel`] is the real one
-//! (IPVS generic netlink and rtnetlink); the engine's unit tests use an
+//! (IPVS generic netlink, rtnetlink, nfnetlink reads and `nft -f`); the engine's unit tests use an
 //! in-memory kernel that answers as the real one does (EEXIST, ESRCH,
 //! ENOENT), and the guest tests remain the proof that the real kernel
 //! agrees.
@@ -13,9 +13,13 @@ use netlink_ipvs::{
     IpvsCounters, IpvsError, IpvsHandle, IpvsOperation, IpvsServiceKey, IpvsTimeouts,
 };
 
+use crate::model::netfilter::NetfilterFamily;
+use crate::model::settings::DatapathSettings;
 use crate::model::table::entry_of;
 use crate::model::{LocalAddress, Table, TableEntry};
 use crate::system::link::{AddressChanges, LinkError, LinkManager};
+use crate::system::netfilter::script::Transaction;
+use crate::system::netfilter::{self, KernelTables, NetfilterError};
 
 /// What the engine needs of the kernel.
 pub trait Kernel {
@@ -57,6 +61,21 @@ pub trait Kernel {
         name: &str,
         wanted: &BTreeSet<IpAddr>,
     ) -> impl Future<Output = Result<AddressChanges, LinkError>>;
+
+    /// Reads the agent's nftables tables of `families` (set elements only
+    /// with `elements`).
+    fn read_netfilter(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        elements: bool,
+    ) -> impl Future<Output = Result<KernelTables, NetfilterError>>;
+
+    /// Commits `transaction` on the agent's tables, all or nothing.
+    fn apply_netfilter(
+        &mut self,
+        transaction: &Transaction,
+        settings: &DatapathSettings,
+    ) -> impl Future<Output = Result<(), NetfilterError>>;
 }
 
 /// Opens an IPVS generic-netlink connection (its task spawned on the
@@ -136,5 +155,21 @@ impl Kernel for NetlinkKernel {
         wanted: &BTreeSet<IpAddr>,
     ) -> Result<AddressChanges, LinkError> {
         self.links.sync_addresses(name, wanted).await
+    }
+
+    async fn read_netfilter(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        elements: bool,
+    ) -> Result<KernelTables, NetfilterError> {
+        netfilter::read_tables(families, elements).await
+    }
+
+    async fn apply_netfilter(
+        &mut self,
+        transaction: &Transaction,
+        settings: &DatapathSettings,
+    ) -> Result<(), NetfilterError> {
+        netfilter::run_nft(transaction.script(settings)).await
     }
 }

@@ -30,12 +30,14 @@
 //! - [`index`]: the desired state per Service and merged.
 //! - [`converge`]: plan, apply, re-read rounds.
 //! - [`apply`]: the kernel's answers, by errno (the only errno-aware part).
+//! - [`netfilter`]: the agent's nftables tables, kept like the IPVS table.
 //! - [`report`]: what a sync did.
 
 pub mod apply;
 pub mod converge;
 pub mod index;
 pub mod kernel;
+pub mod netfilter;
 pub mod report;
 
 #[cfg(test)]
@@ -52,6 +54,7 @@ pub use report::{SyncKind, SyncReport};
 
 use self::apply::reread;
 use self::index::DesiredIndex;
+use self::netfilter::NetfilterView;
 use crate::diff::{Draining, Ownership};
 use crate::model::node::is_ipv6_link_local;
 use crate::model::{
@@ -93,6 +96,8 @@ pub struct SyncEngine<K = NetlinkKernel> {
     draining: Draining,
     /// Full syncs done (after the first, their writes are drift repairs).
     full_syncs: u64,
+    /// What the engine knows of its nftables tables.
+    netfilter: NetfilterView,
 }
 
 impl<K: Kernel> SyncEngine<K> {
@@ -120,6 +125,7 @@ impl<K: Kernel> SyncEngine<K> {
             counters: IpvsCounters::Skip,
             draining: Draining::new(),
             full_syncs: 0,
+            netfilter: NetfilterView::default(),
         }
     }
 
@@ -232,6 +238,7 @@ impl<K: Kernel> SyncEngine<K> {
         self.draining.retain(|(key, _), _| keys.contains(key));
         let phase = Instant::now();
         self.converge(keys, &mut report).await;
+        self.sync_netfilter(true, &mut report).await;
         report.phases.apply = phase.elapsed();
         let phase = Instant::now();
         self.sync_addresses(&mut report).await?;
@@ -261,6 +268,7 @@ impl<K: Kernel> SyncEngine<K> {
             reread(&mut self.kernel, &keys, &mut self.view).await?;
         }
         self.converge(keys, &mut report).await;
+        self.sync_netfilter(false, &mut report).await;
         self.sync_addresses(&mut report).await?;
         Ok(self.finish(report, started))
     }

@@ -160,6 +160,21 @@ pub struct DesiredTotals {
     pub no_local_external: usize,
 }
 
+/// What a sync sent to the agent's nftables tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetfilterCounts {
+    /// `nft -f` transactions committed.
+    pub transactions: usize,
+    /// Families whose rules were written again.
+    pub rules_written: usize,
+    /// Set elements added.
+    pub elements_added: usize,
+    /// Set elements removed.
+    pub elements_removed: usize,
+    /// Whether syncing them failed (counted in `errors` under 0).
+    pub failed: bool,
+}
+
 /// What one sync did.
 #[derive(Debug, Clone)]
 pub struct SyncReport {
@@ -183,6 +198,8 @@ pub struct SyncReport {
     pub addresses_removed: usize,
     /// Real servers draining after the sync.
     pub draining: usize,
+    /// What was sent to the nftables tables.
+    pub netfilter: NetfilterCounts,
     /// The desired table after the sync.
     pub totals: DesiredTotals,
     /// How long the sync took.
@@ -203,6 +220,7 @@ impl SyncReport {
             reread: 0,
             addresses_added: 0,
             addresses_removed: 0,
+            netfilter: NetfilterCounts::default(),
             draining: 0,
             totals: DesiredTotals::default(),
             duration: Duration::ZERO,
@@ -238,6 +256,10 @@ impl SyncReport {
             reread = self.reread,
             addresses_added = self.addresses_added,
             addresses_removed = self.addresses_removed,
+            nft_transactions = self.netfilter.transactions,
+            nft_rules_written = self.netfilter.rules_written,
+            nft_elements_added = self.netfilter.elements_added,
+            nft_elements_removed = self.netfilter.elements_removed,
             draining = self.draining,
             duration_ms = self.duration.as_secs_f64() * 1e3,
             read_ms = self.phases.read.as_secs_f64() * 1e3,

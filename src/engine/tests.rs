@@ -24,9 +24,14 @@ use serde_json::json;
 use super::kernel::Kernel;
 use super::report::{MessageKind, SyncKind, SyncReport};
 use super::SyncEngine;
+use crate::model::netfilter::{NetfilterFamily, NetfilterSet, SetElements};
+use crate::model::settings::DatapathSettings;
 use crate::model::{ClusterState, LocalAddress, ObjectRef, ProxySettings, Table, TableEntry};
 use crate::system::errno::{EEXIST, ENOENT, ESRCH};
 use crate::system::link::{address_changes, AddressChanges, LinkError};
+use crate::system::netfilter::read::SetDeclaration;
+use crate::system::netfilter::script::{chain_names, expected_key, Transaction};
+use crate::system::netfilter::{KernelTable, KernelTables, NetfilterError};
 
 /// Schedulers the in-memory kernel knows (the others are ENOENT on add).
 const SCHEDULERS: [&str; 6] = ["rr", "wrr", "lc", "wlc", "sh", "dh"];
@@ -46,6 +51,10 @@ struct MemoryState {
     links: BTreeMap<String, BTreeSet<IpAddr>>,
     /// Every write message the engine sent, in order.
     sent: Vec<IpvsOperation>,
+    /// The agent's nftables tables.
+    netfilter: BTreeMap<NetfilterFamily, KernelTable>,
+    /// Every nftables transaction committed, in order.
+    transactions: Vec<Transaction>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,7 +68,61 @@ fn errno(errno: i32) -> IpvsError {
     }
 }
 
+/// The rules an in-memory table holds once the agent wrote them.
+fn memory_rules() -> Vec<(String, Vec<u8>)> {
+    vec![("services".to_owned(), b"the agent's rules".to_vec())]
+}
+
 impl MemoryState {
+    /// Commits `transaction` all or nothing, as nft does: removing an
+    /// element that is not there refuses the whole of it (ENOENT).
+    fn commit(&mut self, transaction: &Transaction) -> Result<(), NetfilterError> {
+        let mut tables = self.netfilter.clone();
+        for (family, stale) in &transaction.rules {
+            let table = tables.entry(*family).or_default();
+            table.chains = chain_names().map(str::to_owned).collect();
+            table.rules = memory_rules();
+            table
+                .elements
+                .retain(|element| !stale.sets.contains(&element.set));
+            table.undecodable.clear();
+            for set in NetfilterSet::ALL {
+                let (key_type, key_len, interval) = expected_key(*family, set);
+                table.sets.insert(
+                    set.name().to_owned(),
+                    SetDeclaration {
+                        key_type,
+                        key_len,
+                        interval,
+                    },
+                );
+            }
+        }
+        for element in &transaction.remove {
+            let removed = tables
+                .get_mut(&element.family)
+                .is_some_and(|table| table.elements.remove(element));
+            if !removed {
+                return Err(NetfilterError::Refused {
+                    what: format!("deleting {element:?}"),
+                    errno: ENOENT,
+                });
+            }
+        }
+        for element in &transaction.add {
+            let Some(table) = tables.get_mut(&element.family) else {
+                return Err(NetfilterError::Refused {
+                    what: format!("adding {element:?}"),
+                    errno: ENOENT,
+                });
+            };
+            table.elements.insert(*element);
+        }
+        self.netfilter = tables;
+        self.transactions.push(transaction.clone());
+        Ok(())
+    }
+
     fn apply(&mut self, operation: &IpvsOperation) -> Result<(), IpvsError> {
         match operation {
             IpvsOperation::AddService(service) => {
@@ -168,6 +231,36 @@ impl Kernel for MemoryKernel {
         let changes = address_changes(link, wanted);
         *link = wanted.clone();
         Ok(changes)
+    }
+
+    async fn read_netfilter(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        elements: bool,
+    ) -> Result<KernelTables, NetfilterError> {
+        let state = self.0.borrow();
+        Ok(families
+            .into_iter()
+            .map(|family| {
+                let table = state.netfilter.get(&family).map(|table| KernelTable {
+                    elements: if elements {
+                        table.elements.clone()
+                    } else {
+                        SetElements::new()
+                    },
+                    ..table.clone()
+                });
+                (family, table)
+            })
+            .collect())
+    }
+
+    async fn apply_netfilter(
+        &mut self,
+        transaction: &Transaction,
+        _settings: &DatapathSettings,
+    ) -> Result<(), NetfilterError> {
+        self.0.borrow_mut().commit(transaction)
     }
 }
 

@@ -428,6 +428,7 @@ mod tests {
                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
                 "externalTrafficPolicy": "Local",
                 "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": false,
+                "loadBalancerSourceRanges": ["192.0.2.0/24"],
                 "ipFamilies": ["IPv4"], "healthCheckNodePort": 31000},
             "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP",
                 "hostname": "lb.example", "ports": [{"port": 80, "protocol": "TCP"}]}]},
@@ -457,6 +458,8 @@ mod tests {
                     internal_traffic_policy: Some("Cluster".into()),
                     external_traffic_policy: Some("Local".into()),
                     allocate_load_balancer_node_ports: Some(false),
+                    load_balancer_source_ranges: vec!["192.0.2.0/24".into()],
+                    health_check_node_port: Some(31000),
                 }),
                 load_balancer_ingress: vec![PrunedIngress {
                     ip: Some("203.0.113.7".into()),

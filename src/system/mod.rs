@@ -3,6 +3,8 @@
 //! - [`link`]: the `kube-ipvs0` dummy link and its addresses, and the
 //!   node's local addresses, over rtnetlink.
 //! - [`address_batch`]: many address changes in few datagrams.
+//! - [`netfilter`]: the agent's nftables tables (masquerade, hairpin,
+//!   the VIP filter, source ranges).
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
 //! - [`errno`]: the kernel answers told apart there.
 //!
@@ -11,4 +13,5 @@
 pub mod address_batch;
 pub mod errno;
 pub mod link;
+pub mod netfilter;
 pub mod sysctl;
