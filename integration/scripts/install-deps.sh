@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the real-kernel tests need, when missing: QEMU, a Debian
-# kernel with IPVS (linux-image-amd64), ipvsadm, busybox (static, for
+# kernel with IPVS (linux-image-amd64), ipvsadm, nftables, iptables, ipset,
+# conntrack, busybox (static, for
 # virtme-ng's init), tcpdump, a C compiler (mimalloc, the agent's allocator,
 # is built from C), and virtme-ng (PyPI, command `vng`); plus the rustfmt
 # and clippy components. Idempotent. Exits non-zero naming whatever
@@ -14,6 +15,13 @@ command -v ipvsadm >/dev/null || [ -x /usr/sbin/ipvsadm ] || missing_packages+=(
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || missing_packages+=(tcpdump)
 command -v ip >/dev/null || missing_packages+=(iproute2)
 command -v cc >/dev/null || missing_packages+=(gcc libc6-dev)
+# The agent's netfilter tables are written with nft; the migration tests
+# make kube-proxy-shaped leftovers with iptables and ipset; conntrack for
+# the datapath tests.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing_packages+=(nftables)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing_packages+=(iptables)
+command -v ipset >/dev/null || [ -x /usr/sbin/ipset ] || missing_packages+=(ipset)
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || missing_packages+=(conntrack)
 command -v modprobe >/dev/null || [ -x /sbin/modprobe ] || missing_packages+=(kmod)
 compgen -G '/boot/vmlinuz-*' >/dev/null || missing_packages+=(linux-image-amd64)
 
@@ -43,6 +51,10 @@ compgen -G '/boot/vmlinuz-*' >/dev/null || still_missing+=("a kernel in /boot (a
 command -v vng >/dev/null || still_missing+=("vng (pip: virtme-ng)")
 command -v cargo >/dev/null || still_missing+=("cargo (the Rust toolchain)")
 command -v cc >/dev/null || still_missing+=("a C compiler for mimalloc (apt: gcc libc6-dev)")
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || still_missing+=("nft (apt: nftables)")
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || still_missing+=("iptables (apt: iptables)")
+command -v ipset >/dev/null || [ -x /usr/sbin/ipset ] || still_missing+=("ipset (apt: ipset)")
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || still_missing+=("conntrack (apt: conntrack)")
 cargo fmt --version >/dev/null 2>&1 || still_missing+=("rustfmt (rustup component add rustfmt)")
 cargo clippy --version >/dev/null 2>&1 || still_missing+=("clippy (rustup component add clippy)")
 if [ ${#still_missing[@]} -gt 0 ]; then

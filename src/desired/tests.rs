@@ -846,3 +846,114 @@ fn slices_are_indexed_by_service_and_follow_relabelling() {
     assert_eq!(removed, [ObjectRef::new("default", "other")].into());
     assert!(cluster.endpoint_slices().is_empty());
 }
+
+/// The set elements of `web` as `set: element` lines (nft's text).
+fn element_lines(desired: &ServiceDesired) -> Vec<String> {
+    desired
+        .elements
+        .iter()
+        .map(|element| {
+            format!(
+                "{} {}: {}",
+                element.family.nft_name(),
+                element.set.name(),
+                crate::system::netfilter::script::element_text(&element.key)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn netfilter_elements_follow_kube_proxys_sets() {
+    let endpoints = || {
+        slice(
+            "web-1",
+            "IPv4",
+            json!([{"port": 8080}]),
+            json!([
+                {"addresses": ["10.244.1.7"], "conditions": {"ready": true}, "nodeName": "node1"},
+                {"addresses": ["10.244.2.7"], "conditions": {"ready": true}, "nodeName": "node2"}
+            ]),
+        )
+    };
+    let settings = ProxySettings {
+        ip_family: IpFamilyMode::Dual,
+        ..ProxySettings::default()
+    };
+    let cases: &[(&str, Value, &[&str])] = &[
+        (
+            "ClusterIP: its address and port, the VIP, and the local endpoint's hairpin",
+            json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 8080}]}),
+            &[
+                "ip cluster-ips: 10.96.0.10 . tcp . 80",
+                "ip hairpin: 10.244.1.7 . 10.244.1.7",
+                "ip vips: 10.96.0.10",
+            ],
+        ),
+        (
+            "NodePort with externalIPs, Cluster policy: masqueraded sets",
+            json!({"type": "NodePort", "clusterIP": "10.96.0.10", "externalIPs": ["192.0.2.1"],
+                   "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "UDP"}]}),
+            &[
+                "ip cluster-ips: 10.96.0.10 . udp . 80",
+                "ip external-ips: 192.0.2.1 . udp . 80",
+                "ip node-ports: udp . 30080",
+                "ip vips: 10.96.0.10",
+                "ip vips: 192.0.2.1",
+                "ip6 node-ports: udp . 30080",
+            ],
+        ),
+        (
+            "LoadBalancer, Local policy, source ranges of both families and a bad one",
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local",
+                   "healthCheckNodePort": 32000,
+                   "loadBalancerSourceRanges": ["203.0.113.0/24", " 198.51.100.7/32 ", "fd00:1::/64", "nonsense"],
+                   "ports": [{"port": 443, "targetPort": 8080, "nodePort": 30443}]}),
+            &[
+                "ip cluster-ips: 10.96.0.10 . tcp . 443",
+                "ip load-balancer-ips-local: 192.0.2.50 . tcp . 443",
+                "ip firewall-ips: 192.0.2.50 . tcp . 443",
+                "ip firewall-allow: 192.0.2.50 . tcp . 443 . 198.51.100.7",
+                "ip firewall-allow: 192.0.2.50 . tcp . 443 . 203.0.113.0-203.0.113.255",
+                "ip health-check-ports: 32000",
+                "ip hairpin: 10.244.1.7 . 10.244.1.7",
+                "ip vips: 10.96.0.10",
+                "ip vips: 192.0.2.50",
+                "ip6 health-check-ports: 32000",
+            ],
+        ),
+    ];
+    for (what, spec, expected) in cases {
+        let mut cluster = ClusterState::default();
+        let mut service = service(spec.clone());
+        if spec["type"] == "LoadBalancer" {
+            service.status = Some(
+                serde_json::from_value(
+                    json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.50"}]}}),
+                )
+                .unwrap(),
+            );
+        }
+        cluster.insert_service(service);
+        cluster.insert_slice(&endpoints());
+        let desired = compute(&cluster, &settings);
+        let mut lines = element_lines(&desired);
+        let mut expected: Vec<String> = expected.iter().map(|line| line.to_string()).collect();
+        lines.sort();
+        expected.sort();
+        assert_eq!(lines, expected, "{what}");
+    }
+    // The bad range is reported by index; the Service is still programmed.
+    let mut cluster = ClusterState::default();
+    let mut lb = service(cases[2].1.clone());
+    lb.status = Some(
+        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.50"}]}}))
+            .unwrap(),
+    );
+    cluster.insert_service(lb);
+    let desired = compute(&cluster, &settings);
+    assert_eq!(
+        desired.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        vec!["Service default/web: spec.loadBalancerSourceRanges[3]: \"nonsense\" is not a CIDR; ignored"]
+    );
+}

@@ -16,15 +16,15 @@ use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use netlink_ipvs::{
-    IpvsCounters, IpvsDestination, IpvsError, IpvsForwardingMethod, IpvsOperation, IpvsService,
-    IpvsServiceKey, IpvsTimeouts,
+    IpvsCounters, IpvsDestination, IpvsError, IpvsForwardingMethod, IpvsOperation, IpvsProtocol,
+    IpvsService, IpvsServiceKey, IpvsTimeouts,
 };
 use serde_json::json;
 
 use super::kernel::Kernel;
 use super::report::{MessageKind, SyncKind, SyncReport};
 use super::SyncEngine;
-use crate::model::netfilter::{NetfilterFamily, NetfilterSet, SetElements};
+use crate::model::netfilter::{ElementKey, NetfilterFamily, NetfilterSet, SetElement, SetElements};
 use crate::model::settings::DatapathSettings;
 use crate::model::{ClusterState, LocalAddress, ObjectRef, ProxySettings, Table, TableEntry};
 use crate::system::errno::{EEXIST, ENOENT, ESRCH};
@@ -764,4 +764,194 @@ fn reports_carry_what_the_observers_need() {
     assert_eq!(report.addresses_added, 1);
     assert!(engine.ownership().owns(&key("10.96.0.1", 80)));
     assert!(!engine.ownership().owns(&key("10.9.9.9", 80)));
+}
+
+/// The elements the in-memory kernel's IPv4 table holds.
+fn held_elements(kernel: &MemoryKernel) -> SetElements {
+    kernel.with(|state| {
+        state
+            .netfilter
+            .get(&NetfilterFamily::Ipv4)
+            .map(|table| table.elements.clone())
+            .unwrap_or_default()
+    })
+}
+
+fn take_transactions(kernel: &MemoryKernel) -> Vec<Transaction> {
+    kernel.with(|state| std::mem::take(&mut state.transactions))
+}
+
+fn cluster_ip_element(address: &str, port: u16) -> SetElement {
+    SetElement {
+        family: NetfilterFamily::Ipv4,
+        set: NetfilterSet::ClusterIps,
+        key: ElementKey::Service {
+            address: ip(address),
+            protocol: IpvsProtocol::Tcp,
+            port,
+        },
+    }
+}
+
+fn vip_element(address: &str) -> SetElement {
+    SetElement {
+        family: NetfilterFamily::Ipv4,
+        set: NetfilterSet::Vips,
+        key: ElementKey::Address(ip(address)),
+    }
+}
+
+#[test]
+fn netfilter_sets_follow_the_services_and_endpoint_changes_send_nothing() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1"]),
+        ("b", "10.96.0.2", &["10.244.2.1"]),
+    ]);
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    let transactions = take_transactions(&kernel);
+    assert_eq!(transactions.len(), 1, "one transaction: rules and elements");
+    assert_eq!(transactions[0].rules.len(), 1, "IPv4 only");
+    let expected: SetElements = [
+        cluster_ip_element("10.96.0.1", 80),
+        cluster_ip_element("10.96.0.2", 80),
+        vip_element("10.96.0.1"),
+        vip_element("10.96.0.2"),
+    ]
+    .into();
+    assert_eq!(held_elements(&kernel), expected);
+    assert_eq!(
+        (
+            report.netfilter.transactions,
+            report.netfilter.elements_added
+        ),
+        (1, 4)
+    );
+
+    // An endpoint change (to a remote endpoint) changes no set element:
+    // no netfilter message at all.
+    let touched = state.insert_slice(&slice("a", &["10.244.1.1", "10.244.1.9"]));
+    let report = block_on(engine.sync_services(&state, &touched)).unwrap();
+    assert_eq!(report.sent.total(), 1);
+    assert_eq!(report.netfilter.transactions, 0);
+    assert!(take_transactions(&kernel).is_empty());
+
+    // A Service removed: its elements only, and no rules.
+    state.remove_service(&ObjectRef::new("default", "b"));
+    let report = block_on(engine.sync_services(&state, &refs(&["b"]))).unwrap();
+    let transactions = take_transactions(&kernel);
+    assert_eq!(transactions.len(), 1);
+    assert!(transactions[0].rules.is_empty());
+    assert_eq!(
+        transactions[0].remove,
+        vec![
+            cluster_ip_element("10.96.0.2", 80),
+            vip_element("10.96.0.2")
+        ]
+    );
+    assert_eq!(report.netfilter.elements_removed, 2);
+
+    // The periodic audit finds nothing to do: the rules read back are
+    // what the agent wrote.
+    let report = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert_eq!(report.netfilter.transactions, 0);
+    assert!(take_transactions(&kernel).is_empty());
+    engine.desired.check().unwrap();
+}
+
+#[test]
+fn a_flushed_or_edited_table_is_repaired_by_the_resync() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let state = cluster(&[("a", "10.96.0.1", &["10.244.1.1"])]);
+    block_on(engine.full_sync(&state)).unwrap();
+    take_transactions(&kernel);
+    let wanted = held_elements(&kernel);
+
+    // `nft flush ruleset`: the table is gone.
+    kernel.with(|state| state.netfilter.clear());
+    let report = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert!(report.repair);
+    assert_eq!(
+        (
+            report.netfilter.rules_written,
+            report.netfilter.elements_added
+        ),
+        (1, wanted.len())
+    );
+    assert_eq!(held_elements(&kernel), wanted);
+
+    // Someone edits a rule: the rules are written again, the elements
+    // (still right) are not sent.
+    kernel.with(|state| {
+        let table = state.netfilter.get_mut(&NetfilterFamily::Ipv4).unwrap();
+        table.rules.push(("services".into(), b"accept".to_vec()));
+    });
+    let report = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert_eq!(
+        (
+            report.netfilter.rules_written,
+            report.netfilter.elements_added
+        ),
+        (1, 0)
+    );
+    // A set of the wrong type is declared again and filled.
+    kernel.with(|state| {
+        let table = state.netfilter.get_mut(&NetfilterFamily::Ipv4).unwrap();
+        table.sets.get_mut("vips").unwrap().key_len = 16;
+    });
+    take_transactions(&kernel);
+    block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    let transactions = take_transactions(&kernel);
+    assert_eq!(transactions[0].rules[0].1.sets, vec![NetfilterSet::Vips]);
+    assert_eq!(transactions[0].add, vec![vip_element("10.96.0.1")]);
+    assert_eq!(held_elements(&kernel), wanted);
+}
+
+#[test]
+fn a_refused_transaction_is_read_again_and_retried_once() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = cluster(&[
+        ("a", "10.96.0.1", &["10.244.1.1"]),
+        ("b", "10.96.0.2", &["10.244.2.1"]),
+    ]);
+    block_on(engine.full_sync(&state)).unwrap();
+    take_transactions(&kernel);
+    // Someone deleted b's VIP element behind the agent's back: deleting it
+    // again is refused, which refuses the whole transaction.
+    kernel.with(|state| {
+        let table = state.netfilter.get_mut(&NetfilterFamily::Ipv4).unwrap();
+        table.elements.remove(&vip_element("10.96.0.2"));
+    });
+    state.remove_service(&ObjectRef::new("default", "b"));
+    let report = block_on(engine.sync_services(&state, &refs(&["b"]))).unwrap();
+    assert_eq!(report.failed(), 0, "the retry on a fresh read succeeded");
+    let transactions = take_transactions(&kernel);
+    assert_eq!(transactions.len(), 1);
+    assert_eq!(
+        transactions[0].remove,
+        vec![cluster_ip_element("10.96.0.2", 80)]
+    );
+    assert_eq!(
+        held_elements(&kernel),
+        [
+            cluster_ip_element("10.96.0.1", 80),
+            vip_element("10.96.0.1")
+        ]
+        .into()
+    );
+}
+
+#[test]
+fn without_netfilter_no_table_is_made() {
+    let kernel = MemoryKernel::node();
+    let mut settings = ProxySettings::default();
+    settings.datapath.enabled = false;
+    let mut engine = engine(&kernel, settings);
+    let state = cluster(&[("a", "10.96.0.1", &["10.244.1.1"])]);
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    assert_eq!(report.netfilter.transactions, 0);
+    assert!(kernel.with(|state| state.netfilter.is_empty()));
 }

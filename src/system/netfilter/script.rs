@@ -70,27 +70,27 @@ pub const CHAINS: [ChainSpec; 10] = [
     },
     ChainSpec {
         name: "firewall",
-        hook: Some("type filter hook prerouting priority dstnat - 10"),
+        hook: Some("type filter hook prerouting priority -110"),
     },
     ChainSpec {
         name: "nat-prerouting",
-        hook: Some("type nat hook prerouting priority dstnat"),
+        hook: Some("type nat hook prerouting priority -100"),
     },
     ChainSpec {
         name: "nat-output",
-        hook: Some("type nat hook output priority dstnat"),
+        hook: Some("type nat hook output priority -100"),
     },
     ChainSpec {
         name: "nat-postrouting",
-        hook: Some("type nat hook postrouting priority srcnat"),
+        hook: Some("type nat hook postrouting priority 100"),
     },
     ChainSpec {
         name: "filter-input",
-        hook: Some("type filter hook input priority filter"),
+        hook: Some("type filter hook input priority 0"),
     },
     ChainSpec {
         name: "filter-forward",
-        hook: Some("type filter hook forward priority filter"),
+        hook: Some("type filter hook forward priority 0"),
     },
 ];
 
@@ -677,7 +677,7 @@ mod tests {
                 && add_set < rule
         );
         assert!(script.contains(
-            "add chain ip6 ipvs-agent nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }"
+            "add chain ip6 ipvs-agent nat-prerouting { type nat hook prerouting priority -100; policy accept; }"
         ));
         assert!(script.contains("add rule ip6 ipvs-agent services ip6 saddr ::1 return"));
     }
