@@ -401,14 +401,20 @@ fn cleanup_owned(settings: &ProxySettings) -> anyhow::Result<ExitCode> {
     let report = runtime()?
         .block_on(cleanup(settings))
         .context("cleaning up")?;
+    let tables: Vec<String> = report
+        .tables_deleted
+        .iter()
+        .map(|family| format!(", nftables table {} ipvs-agent", family.nft_name()))
+        .collect();
     println!(
-        "deleted {} virtual servers{}; left {} that are not the agent's",
+        "deleted {} virtual servers{}{}; left {} that are not the agent's",
         report.deleted.len(),
         if report.link_deleted {
             " and kube-ipvs0"
         } else {
             ""
         },
+        tables.concat(),
         report.kept.len()
     );
     Ok(ExitCode::SUCCESS)

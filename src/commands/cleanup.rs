@@ -1,9 +1,10 @@
 //! `ipvs-agent cleanup` (and `run --cleanup`): removes only what the agent
 //! owns (the rules of [`Ownership`]: virtual servers on `kube-ipvs0`
 //! addresses, NodePort virtual servers on node addresses, never inside the
-//! excluded CIDRs), then `kube-ipvs0` itself. kube-proxy's `--cleanup`
-//! flushes the whole table; this never touches another tool's virtual
-//! servers.
+//! excluded CIDRs), then `kube-ipvs0` itself, then the agent's nftables
+//! tables (`ip`/`ip6 ipvs-agent`, whichever exist). kube-proxy's
+//! `--cleanup` flushes the whole table; this never touches another tool's
+//! virtual servers, tables or rules.
 
 use netlink_ipvs::IpvsServiceKey;
 use tracing::info;
@@ -11,8 +12,11 @@ use tracing::info;
 use super::AdminError;
 use crate::diff::Ownership;
 use crate::engine::kernel::connect_ipvs;
+use crate::model::netfilter::{NetfilterFamily, NETFILTER_TABLE};
 use crate::model::{ProxySettings, KUBE_IPVS_INTERFACE};
 use crate::system::link::LinkManager;
+use crate::system::netfilter::script::delete_table;
+use crate::system::netfilter::{read_tables, run_nft};
 
 /// What [`cleanup`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct CleanupReport {
     pub kept: Vec<IpvsServiceKey>,
     /// Whether `kube-ipvs0` existed and was deleted.
     pub link_deleted: bool,
+    /// The families whose nftables table existed and was deleted.
+    pub tables_deleted: Vec<NetfilterFamily>,
 }
 
 /// Removes the agent's virtual servers and `kube-ipvs0`; leaves every other
@@ -50,5 +56,13 @@ pub async fn cleanup(settings: &ProxySettings) -> Result<CleanupReport, AdminErr
     }
     report.link_deleted = links.link_index(KUBE_IPVS_INTERFACE).await?.is_some();
     links.delete_link(KUBE_IPVS_INTERFACE).await?;
+    let tables = read_tables(NetfilterFamily::ALL.to_vec(), false).await?;
+    for (family, table) in tables {
+        if table.is_some() {
+            run_nft(delete_table(family)).await?;
+            info!(table = %format!("{} {NETFILTER_TABLE}", family.nft_name()), "deleted");
+            report.tables_deleted.push(family);
+        }
+    }
     Ok(report)
 }

@@ -15,6 +15,7 @@ pub mod plan;
 use netlink_ipvs::IpvsError;
 
 use crate::system::link::LinkError;
+use crate::system::netfilter::NetfilterError;
 
 /// What `list` and `cleanup` can fail on.
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +27,7 @@ pub enum AdminError {
     /// An rtnetlink request failed.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// Reading or deleting the agent's nftables tables failed.
+    #[error("nftables: {0}")]
+    Netfilter(#[from] NetfilterError),
 }

@@ -67,8 +67,9 @@ mod tests {
 
     #[test]
     fn full_changes_are_the_two_differences() {
-        let cases: &[(&[u8], &[u8], &[u8], &[u8])] = &[
-            // wanted, held, remove, add
+        // wanted, held, remove, add
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
+        let cases: &[Case] = &[
             (&[], &[], &[], &[]),
             (&[1, 2], &[1, 2], &[], &[]),
             (&[1, 2, 3], &[2, 4], &[4], &[1, 3]),

@@ -332,6 +332,10 @@ pub fn decode_elements(
     undecodable
 }
 
+/// A reply: its nf_tables messages, or the errno the kernel refused the
+/// request with.
+type Reply = Result<Vec<(u16, Vec<u8>)>, i32>;
+
 /// A blocking nfnetlink socket for reading.
 #[derive(Debug)]
 pub struct TableReader {
@@ -368,7 +372,7 @@ impl TableReader {
         dump: bool,
         attributes: &[(u16, &[u8])],
         what: &str,
-    ) -> Result<Result<Vec<(u16, Vec<u8>)>, i32>, NetfilterError> {
+    ) -> Result<Reply, NetfilterError> {
         self.sequence = self.sequence.wrapping_add(1);
         let bytes = request(message, family, dump, self.sequence, attributes);
         let io_error = |error| NetfilterError::Netlink {
