@@ -116,6 +116,38 @@ impl NetlinkCapture {
     }
 }
 
+impl NetlinkCapture {
+    /// After [`NetlinkCapture::stop`]: the nf_tables write requests
+    /// recorded (`NETLINK_NETFILTER`, subsystem nf_tables, a NEW or DEL
+    /// of a table, chain, rule, set or set element), by message type.
+    pub fn netfilter_writes(&self) -> Vec<u16> {
+        netfilter_messages(&self.read())
+            .into_iter()
+            .filter(|(kind, flags)| {
+                kind >> 8 == NFNL_SUBSYS_NFTABLES
+                    && flags & NLM_F_REQUEST != 0
+                    && NFT_WRITES.contains(&(kind & 0xff))
+            })
+            .map(|(kind, _)| kind & 0xff)
+            .collect()
+    }
+}
+
+/// `NETLINK_NETFILTER`.
+const NETLINK_NETFILTER: u16 = 12;
+/// The nf_tables subsystem of nfnetlink.
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// NEW/DEL TABLE, CHAIN, RULE, SET, SETELEM.
+const NFT_WRITES: [u16; 10] = [0, 2, 3, 5, 6, 8, 9, 11, 12, 14];
+
+/// Every netfilter netlink message in a pcap: (type, flags).
+fn netfilter_messages(pcap: &[u8]) -> Vec<(u16, u16)> {
+    frames(pcap, NETLINK_NETFILTER)
+        .into_iter()
+        .map(|(kind, flags, _)| (kind, flags))
+        .collect()
+}
+
 impl Drop for NetlinkCapture {
     fn drop(&mut self) {
         if let Some(mut tcpdump) = self.tcpdump.take() {
@@ -154,9 +186,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Every generic netlink message in a pcap: (type, flags, bytes).
 fn requests(pcap: &[u8]) -> impl Iterator<Item = (u16, u16, Vec<u8>)> + '_ {
+    frames(pcap, NETLINK_GENERIC).into_iter()
+}
+
+/// Every netlink message of `protocol` in a pcap: (type, flags, bytes).
+fn frames(pcap: &[u8], protocol: u16) -> Vec<(u16, u16, Vec<u8>)> {
     let mut messages = Vec::new();
     if pcap.len() < 24 {
-        return messages.into_iter();
+        return messages;
     }
     let magic = u32::from_le_bytes([pcap[0], pcap[1], pcap[2], pcap[3]]);
     let little = matches!(magic, 0xA1B2_C3D4 | 0xA1B2_3C4D);
@@ -169,7 +206,7 @@ fn requests(pcap: &[u8]) -> impl Iterator<Item = (u16, u16, Vec<u8>)> + '_ {
         }
     };
     if read_u32(&pcap[20..24]) != LINKTYPE_NETLINK {
-        return messages.into_iter();
+        return messages;
     }
     let mut offset = 24;
     while offset + 16 <= pcap.len() {
@@ -180,7 +217,7 @@ fn requests(pcap: &[u8]) -> impl Iterator<Item = (u16, u16, Vec<u8>)> + '_ {
         };
         offset += captured;
         // The 16-byte nlmon header ends with the protocol (big endian).
-        if frame.len() < 16 || u16::from_be_bytes([frame[14], frame[15]]) != NETLINK_GENERIC {
+        if frame.len() < 16 || u16::from_be_bytes([frame[14], frame[15]]) != protocol {
             continue;
         }
         let body = &frame[16..];
@@ -197,5 +234,5 @@ fn requests(pcap: &[u8]) -> impl Iterator<Item = (u16, u16, Vec<u8>)> + '_ {
             at += (length + 3) & !3;
         }
     }
-    messages.into_iter()
+    messages
 }

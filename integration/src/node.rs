@@ -32,6 +32,12 @@ pub fn fresh_node() {
         .args(["link", "del", "kube-ipvs0"])
         .output();
     let _ = Command::new("ip").args(["link", "del", "node0"]).output();
+    // The agent's nftables tables from an earlier test (never another's).
+    for family in ["ip", "ip6"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, "ipvs-agent"])
+            .output();
+    }
     run(&["ip", "link", "add", "node0", "type", "dummy"]);
     run(&[
         "ip",

@@ -295,13 +295,23 @@ fn changes_converge_with_only_the_needed_messages() {
     );
     assert_eq!(saved_lines("-t 10.1.0.50:80").len(), 3);
 
-    // Change the target port: two real servers replaced.
+    // Change the target port: two real servers replaced. This endpoint
+    // change changes no nftables set element (the same pods, the same
+    // Service ports): the kernel receives no netfilter message at all.
+    let mut capture = NetlinkCapture::start("endpoint-change");
     write_manifest(
         &dir,
         "web-slice.yaml",
         &web_slice(&["10.244.5.1", "10.244.5.2"], 9090),
     );
     let sync = agent.wait_for_syncs(3, SYNC_TIMEOUT)[2].clone();
+    assert_eq!(capture.stop(ipvs_family_id()).len(), 4);
+    assert_eq!(
+        capture.netfilter_writes(),
+        Vec::<u16>::new(),
+        "nf_tables write messages for an endpoint change that changes no set"
+    );
+    assert_eq!(sync.count("nft_transactions"), 0, "{sync:?}");
     assert_eq!(
         (
             sync.count("add_real_server"),
