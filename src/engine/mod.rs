@@ -238,8 +238,10 @@ impl<K: Kernel> SyncEngine<K> {
         self.draining.retain(|(key, _), _| keys.contains(key));
         let phase = Instant::now();
         self.converge(keys, &mut report).await;
-        self.sync_netfilter(true, &mut report).await;
         report.phases.apply = phase.elapsed();
+        let phase = Instant::now();
+        self.sync_netfilter(true, &mut report).await;
+        report.phases.netfilter = phase.elapsed();
         let phase = Instant::now();
         self.sync_addresses(&mut report).await?;
         report.phases.addresses = phase.elapsed();
@@ -268,7 +270,9 @@ impl<K: Kernel> SyncEngine<K> {
             reread(&mut self.kernel, &keys, &mut self.view).await?;
         }
         self.converge(keys, &mut report).await;
+        let phase = Instant::now();
         self.sync_netfilter(false, &mut report).await;
+        report.phases.netfilter = phase.elapsed();
         self.sync_addresses(&mut report).await?;
         Ok(self.finish(report, started))
     }

@@ -145,6 +145,8 @@ pub struct SyncPhases {
     pub apply: Duration,
     /// Changing addresses on kube-ipvs0.
     pub addresses: Duration,
+    /// Reading and changing the nftables tables.
+    pub netfilter: Duration,
 }
 
 /// Totals over the desired state after a sync (the table gauges).
@@ -266,6 +268,7 @@ impl SyncReport {
             compute_ms = self.phases.compute.as_secs_f64() * 1e3,
             apply_ms = self.phases.apply.as_secs_f64() * 1e3,
             addresses_ms = self.phases.addresses.as_secs_f64() * 1e3,
+            netfilter_ms = self.phases.netfilter.as_secs_f64() * 1e3,
             "synced"
         );
     }
