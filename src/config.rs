@@ -41,6 +41,30 @@ pub struct IpvsConfiguration {
     pub udp_timeout: Option<String>,
 }
 
+/// `detectLocal:` (the companions of `detectLocalMode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DetectLocal {
+    /// `--pod-bridge-interface`.
+    pub bridge_interface: Option<String>,
+    /// `--pod-interface-name-prefix`.
+    pub interface_name_prefix: Option<String>,
+}
+
+/// `iptables:` (only the masquerade settings are used: the agent's
+/// netfilter rules are nftables, around IPVS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IptablesConfiguration {
+    /// `--masquerade-all`.
+    pub masquerade_all: Option<bool>,
+    /// `--iptables-masquerade-bit`.
+    pub masquerade_bit: Option<i64>,
+    /// Everything else (`syncPeriod`, `localhostNodePorts`, ...): not used.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
 /// `clientConnection:` (only the kubeconfig is used).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +97,15 @@ pub struct KubeProxyConfiguration {
     pub node_port_addresses: Option<Vec<String>>,
     /// `ipvs:`.
     pub ipvs: Option<IpvsConfiguration>,
+    /// `--cluster-cidr` (comma-separated).
+    #[serde(rename = "clusterCIDR")]
+    pub cluster_cidr: Option<String>,
+    /// `--detect-local-mode`.
+    pub detect_local_mode: Option<String>,
+    /// `detectLocal:`.
+    pub detect_local: Option<DetectLocal>,
+    /// `iptables:`.
+    pub iptables: Option<IptablesConfiguration>,
     /// `clientConnection:`.
     pub client_connection: Option<ClientConnection>,
     /// Every other field of kube-proxy's format.
@@ -85,14 +118,10 @@ pub struct KubeProxyConfiguration {
 const KNOWN_UNUSED: &[&str] = &[
     "bindAddress",
     "bindAddressHardFail",
-    "clusterCIDR",
     "configSyncPeriod",
     "conntrack",
-    "detectLocal",
-    "detectLocalMode",
     "enableProfiling",
     "featureGates",
-    "iptables",
     "linux",
     "logging",
     "nftables",
@@ -182,6 +211,22 @@ pub fn parse_kube_proxy_configuration(file: &str, text: &str) -> Result<LoadedCo
         }
         if !is_empty(value) {
             ignored.push(key.clone());
+        }
+    }
+    if let Some(iptables) = &config.iptables {
+        for (key, value) in &iptables.other {
+            if !is_empty(value) {
+                ignored.push(format!("iptables.{key}"));
+            }
+        }
+        if let Some(bit) = iptables.masquerade_bit {
+            if !(0..=31).contains(&bit) {
+                return Err(invalid(
+                    file,
+                    "iptables.masqueradeBit",
+                    format!("{bit} is outside 0-31"),
+                ));
+            }
         }
     }
     if let Some(connection) = &config.client_connection {
@@ -328,9 +373,13 @@ winkernel:
         );
         assert_eq!(
             loaded.ignored,
-            vec!["bindAddress", "clusterCIDR"],
+            vec!["bindAddress"],
             "set, but meaningless for the agent"
         );
+        assert!(!loaded.ignored.iter().any(|field| field == "clusterCIDR"));
+        assert_eq!(loaded.config.cluster_cidr.as_deref(), Some("10.244.0.0/16"));
+        let iptables = loaded.config.iptables.as_ref().expect("iptables:");
+        assert_eq!(iptables.masquerade_all, Some(false));
     }
 
     #[test]

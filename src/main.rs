@@ -476,6 +476,48 @@ fn apply_config(args: &mut RunArgs, given: &clap::ArgMatches) -> anyhow::Result<
             args.settings.nodeport_addresses = addresses;
         }
     }
+    if let Some(cidrs) = non_empty(&config.cluster_cidr) {
+        if unset("cluster_cidr") {
+            args.settings.cluster_cidr = cidrs
+                .split(',')
+                .map(|cidr| {
+                    cidr.trim().parse().with_context(|| {
+                        format!("{}: clusterCIDR: {cidr:?} is not a CIDR", path.display())
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+    }
+    if let Some(mode) = non_empty(&config.detect_local_mode) {
+        if unset("detect_local_mode") {
+            args.settings.detect_local_mode = Some(mode);
+        }
+    }
+    if let Some(detect_local) = &config.detect_local {
+        if let Some(bridge) = non_empty(&detect_local.bridge_interface) {
+            if unset("pod_bridge_interface") {
+                args.settings.pod_bridge_interface = Some(bridge);
+            }
+        }
+        if let Some(prefix) = non_empty(&detect_local.interface_name_prefix) {
+            if unset("pod_interface_name_prefix") {
+                args.settings.pod_interface_name_prefix = Some(prefix);
+            }
+        }
+    }
+    if let Some(iptables) = &config.iptables {
+        if let Some(all) = iptables.masquerade_all {
+            if unset("masquerade_all") {
+                args.settings.masquerade_all = all;
+            }
+        }
+        if let Some(bit) = iptables.masquerade_bit {
+            if unset("iptables_masquerade_bit") {
+                // Checked to be 0-31 by the parser.
+                args.settings.iptables_masquerade_bit = bit as u8;
+            }
+        }
+    }
     let Some(ipvs) = config.ipvs else {
         return Ok(());
     };
