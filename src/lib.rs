@@ -9,17 +9,18 @@
 //! ```text
 //!   sources::manifests ─┐                     ┌─ desired (pure) ─┐
 //!   sources::kubernetes ┴─> ClusterState ─> driver ─> engine ────┤─ diff (pure)
-//!                                              │          └─ engine::kernel ─> IPVS, kube-ipvs0
+//!                                              │          └─ engine::kernel ─> IPVS, kube-ipvs0, nftables
 //!                                              └─> ops (health, metrics, events, HTTP)
 //! ```
 //!
 //! - [`model`]: the shared nouns (`ObjectRef`, `ClusterState`, `Table`,
 //!   the node, the settings); imports nothing else of the crate.
 //! - [`desired`]: pure. Services, EndpointSlices and Endpoints in, the IPVS
-//!   table and the `kube-ipvs0` addresses out, by kube-proxy's rules.
+//!   table, the `kube-ipvs0` addresses and the nftables set elements out,
+//!   by kube-proxy's rules.
 //! - [`diff`]: pure. Two IPVS tables (wanted, kernel) in, the minimal list
 //!   of netlink operations out, touching only what the agent owns and
-//!   draining removed TCP real servers.
+//!   draining removed TCP real servers; the set elements to add and remove.
 //! - [`engine`]: keeps the kernel equal to the desired state: the
 //!   per-Service index, plan/apply/re-read rounds, the only errno-aware
 //!   code (`engine::apply`), and the [`engine::Kernel`] seam through which
@@ -34,7 +35,7 @@
 //!   from here.
 //! - [`commands`]: `plan`, `list`, `cleanup`, one per file.
 //! - [`system`]: what the agent changes on the node besides IPVS:
-//!   `kube-ipvs0` and its addresses, sysctls.
+//!   `kube-ipvs0` and its addresses, sysctls, its nftables tables.
 //! - [`config`]: `--config`: kube-proxy's `KubeProxyConfiguration`.
 //!
 //! Dependency rule: `model` ← {`desired`, `diff`} ← `engine` ← `driver` →

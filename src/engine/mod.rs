@@ -1,5 +1,6 @@
-//! The sync engine: keeps the kernel's IPVS table and `kube-ipvs0` equal to
-//! the desired state of the cluster, incrementally.
+//! The sync engine: keeps the kernel's IPVS table, `kube-ipvs0` and the
+//! agent's nftables tables equal to the desired state of the cluster,
+//! incrementally.
 //!
 //! It holds the desired state per Service ([`index`]), its own view of the
 //! kernel's table (re-read by each full sync, kept in step from the
