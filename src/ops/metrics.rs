@@ -98,6 +98,18 @@ fn describe() {
         "Write messages periodic full resyncs had to send to repair changes made behind the agent's back"
     );
     describe_counter!("ipvs_agent_syncs_total", "Syncs completed, by kind");
+    describe_counter!(
+        "ipvs_agent_nftables_transactions_total",
+        "nft -f transactions committed on the agent's nftables tables"
+    );
+    describe_counter!(
+        "ipvs_agent_nftables_elements_total",
+        "nftables set elements sent, by operation (add, delete)"
+    );
+    describe_counter!(
+        "ipvs_agent_nftables_rules_written_total",
+        "Times a family's nftables rules were written (at start, and to repair drift)"
+    );
 }
 
 /// Records a completed sync: its duration and messages, and the size of
@@ -120,6 +132,13 @@ pub fn record_sync(report: &SyncReport) {
     if report.repair {
         counter!("ipvs_agent_drift_repairs_total").increment(report.sent.total());
     }
+    let netfilter = &report.netfilter;
+    counter!("ipvs_agent_nftables_transactions_total").increment(netfilter.transactions as u64);
+    counter!("ipvs_agent_nftables_elements_total", "operation" => "add")
+        .increment(netfilter.elements_added as u64);
+    counter!("ipvs_agent_nftables_elements_total", "operation" => "delete")
+        .increment(netfilter.elements_removed as u64);
+    counter!("ipvs_agent_nftables_rules_written_total").increment(netfilter.rules_written as u64);
     gauge!("ipvs_agent_draining_real_servers").set(report.draining as f64);
     let totals = &report.totals;
     gauge!("ipvs_agent_virtual_servers").set(totals.virtual_servers as f64);
