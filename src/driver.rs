@@ -20,11 +20,13 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ipnetwork::IpNetwork;
 use netlink_ipvs::{IpvsError, IpvsTimeouts};
 use tracing::{info, warn};
 
 use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
 use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
+use crate::model::settings::LocalTrafficDetector;
 use crate::model::{ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
@@ -52,6 +54,9 @@ pub struct RunOptions {
     /// Whether the engine keeps the kernel's counters (for
     /// `--per-server-metrics`).
     pub keep_counters: bool,
+    /// Whether the first sync waits for the Node's `spec.podCIDRs`
+    /// (`--detect-local-mode NodeCIDR`, as kube-proxy waits).
+    pub wait_for_pod_cidrs: bool,
 }
 
 /// What stops the loop.
@@ -68,14 +73,33 @@ pub enum RunError {
     FirstSync(#[from] SyncError),
 }
 
+/// What the source knows of the node once it is ready.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// Its primary addresses.
+    pub primary_addresses: Vec<IpAddr>,
+    /// Its pod CIDRs (for `--detect-local-mode NodeCIDR`).
+    pub pod_cidrs: Vec<IpNetwork>,
+}
+
 /// Readies the node for the first sync: opens the IPVS connection, sets
 /// kube-proxy's sysctls, opens rtnetlink, sets the IPVS timeouts. Failures
-/// of sysctls and timeouts are logged, not fatal (as kube-proxy).
+/// of sysctls and timeouts are logged, not fatal (as kube-proxy). With
+/// `--detect-local-mode NodeCIDR` the node's pod CIDRs become the
+/// detector's.
 pub async fn prepare_node(
     settings: &ProxySettings,
     options: &RunOptions,
-    primary_addresses: Vec<IpAddr>,
+    node: NodeFacts,
 ) -> Result<SyncEngine<NetlinkKernel>, RunError> {
+    let mut settings = settings.clone();
+    if let LocalTrafficDetector::NodeCidr(cidrs) = &mut settings.datapath.local_detector {
+        if cidrs.is_empty() {
+            info!(pod_cidrs = ?node.pod_cidrs, "local traffic: the Node's pod CIDRs");
+            *cidrs = node.pod_cidrs;
+        }
+    }
+    let primary_addresses = node.primary_addresses;
     // IPVS first: asking the kernel for it loads ip_vs when needed, and
     // the net/ipv4/vs sysctls exist only once it is loaded.
     let ipvs = connect_ipvs()?;
@@ -85,7 +109,7 @@ pub async fn prepare_node(
     set_sysctls(options.strict_arp);
     let kernel = NetlinkKernel::new(ipvs, LinkManager::new()?);
     let mut engine = SyncEngine::new(
-        settings.clone(),
+        settings,
         options.node_name.clone(),
         primary_addresses,
         kernel,
@@ -152,12 +176,12 @@ pub async fn run(
     observers: Observers,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let start = |primary| prepare_node(&settings, &options, primary);
+    let start = |node| prepare_node(&settings, &options, node);
     run_with(source, start, &options, observers, shutdown).await
 }
 
-/// [`run`] with the engine made by `start` from the node's primary
-/// addresses once the source is ready.
+/// [`run`] with the engine made by `start` from what the source knows of
+/// the node once it is ready.
 pub async fn run_with<K, S, F, Fut>(
     mut source: S,
     start: F,
@@ -168,14 +192,20 @@ pub async fn run_with<K, S, F, Fut>(
 where
     K: Kernel,
     S: Source,
-    F: FnOnce(Vec<IpAddr>) -> Fut,
+    F: FnOnce(NodeFacts) -> Fut,
     Fut: Future<Output = Result<SyncEngine<K>, RunError>>,
 {
     tokio::pin!(shutdown);
     if !source.ready() {
         info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
     }
-    while !source.ready() {
+    let waiting = |source: &S| {
+        !source.ready() || (options.wait_for_pod_cidrs && source.node_pod_cidrs().is_empty())
+    };
+    if source.ready() && waiting(&source) {
+        info!(node = %options.node_name, "waiting for the Node's spec.podCIDRs (--detect-local-mode NodeCIDR)");
+    }
+    while waiting(&source) {
         tokio::select! {
             _ = &mut shutdown => return shut_down(),
             change = source.next_change() => {
@@ -190,7 +220,11 @@ where
     } else {
         options.node_addresses.clone()
     };
-    let mut engine = start(primary).await?;
+    let mut engine = start(NodeFacts {
+        primary_addresses: primary,
+        pod_cidrs: source.node_pod_cidrs(),
+    })
+    .await?;
     observers.starting();
     let report = engine
         .full_sync(source.cluster())

@@ -284,10 +284,8 @@ fn local_detector(args: &SettingsArgs) -> anyhow::Result<LocalTrafficDetector> {
             &args.pod_interface_name_prefix,
             "--pod-interface-name-prefix",
         )?),
-        "NodeCIDR" => bail!(
-            "--detect-local-mode NodeCIDR: the Node's spec.podCIDRs are not read yet; \
-             use ClusterCIDR with --cluster-cidr, BridgeInterface or InterfaceNamePrefix"
-        ),
+        // Filled from the Node's spec.podCIDRs when `run` starts.
+        "NodeCIDR" => LocalTrafficDetector::NodeCidr(Vec::new()),
         other => bail!(
             "--detect-local-mode {other:?}: expected ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix"
         ),
@@ -590,6 +588,16 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
         return cleanup_owned(&settings);
     }
     let node_name = node_name(&args.settings)?;
+    let node_cidr = matches!(
+        settings.datapath.local_detector,
+        LocalTrafficDetector::NodeCidr(_)
+    );
+    if node_cidr && !args.manifests.is_empty() {
+        bail!(
+            "--detect-local-mode NodeCIDR reads the Node's spec.podCIDRs from the API server; \
+             with --manifests use ClusterCIDR (--cluster-cidr), BridgeInterface or InterfaceNamePrefix"
+        );
+    }
     let options = RunOptions {
         node_name: node_name.clone(),
         node_addresses: args.settings.node_ip.clone(),
@@ -608,6 +616,7 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
         },
         strict_arp: args.ipvs_strict_arp,
         keep_counters: args.per_server_metrics,
+        wait_for_pod_cidrs: node_cidr,
     };
     // kube-proxy's health timeout: twice the sync period.
     let health = Health::new(args.ipvs_sync_period * 2);

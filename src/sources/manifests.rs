@@ -354,6 +354,10 @@ impl Source for ManifestSource {
     fn node_addresses(&self) -> Vec<IpAddr> {
         Vec::new()
     }
+
+    fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

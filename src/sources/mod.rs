@@ -13,6 +13,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use ipnetwork::IpNetwork;
+
 use crate::model::{ClusterState, ObjectRef};
 
 /// One change of a source's cluster state.
@@ -49,4 +51,8 @@ pub trait Source {
     /// The node's primary addresses as the source knows them (the Node
     /// object's InternalIPs; none from files).
     fn node_addresses(&self) -> Vec<IpAddr>;
+
+    /// The node's pod CIDRs as the source knows them (the Node object's
+    /// `spec.podCIDRs`; none from files).
+    fn node_pod_cidrs(&self) -> Vec<IpNetwork>;
 }

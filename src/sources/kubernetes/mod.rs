@@ -158,4 +158,8 @@ impl Source for KubernetesSource {
     fn node_addresses(&self) -> Vec<IpAddr> {
         self.store.node_addresses.clone()
     }
+
+    fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
+        self.store.node_pod_cidrs.clone()
+    }
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
@@ -62,6 +63,8 @@ pub struct Store {
     service_relist: Relist<(ObjectRef, PrunedService)>,
     slice_relist: Relist<(ObjectRef, Slice)>,
     pub node_addresses: Vec<IpAddr>,
+    /// The agent's Node's `spec.podCIDRs` (else `spec.podCIDR`).
+    pub node_pod_cidrs: Vec<IpNetwork>,
 }
 
 impl Store {
@@ -73,6 +76,7 @@ impl Store {
             WatchEvent::Node(event) => {
                 if let Event::Apply(node) | Event::InitApply(node) = event {
                     self.node_addresses = node_internal_addresses(&node);
+                    self.node_pod_cidrs = node_pod_cidrs(&node);
                 }
                 BTreeSet::new()
             }
@@ -166,6 +170,21 @@ impl Store {
     pub fn ready(&self) -> bool {
         self.services_listed && self.slices_listed
     }
+}
+
+/// A Node's pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`); entries
+/// that are not CIDRs are left out.
+pub fn node_pod_cidrs(node: &Node) -> Vec<IpNetwork> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed = spec.pod_cidrs.clone().unwrap_or_default();
+    let texts = if listed.is_empty() {
+        spec.pod_cidr.iter().cloned().collect()
+    } else {
+        listed
+    };
+    texts.iter().filter_map(|text| text.parse().ok()).collect()
 }
 
 /// The InternalIP addresses of a Node (its primary addresses).
@@ -301,5 +320,30 @@ mod tests {
                 "fd00::10".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn a_nodes_pod_cidrs_come_from_pod_cidrs_else_pod_cidr() {
+        let node = |spec: serde_json::Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "node1"}, "spec": spec})).unwrap()
+        };
+        let cidrs = |texts: &[&str]| -> Vec<IpNetwork> {
+            texts.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        let cases = [
+            (
+                json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd00:10:244:1::/64"]}),
+                cidrs(&["10.244.1.0/24", "fd00:10:244:1::/64"]),
+            ),
+            (
+                json!({"podCIDR": "10.244.2.0/24"}),
+                cidrs(&["10.244.2.0/24"]),
+            ),
+            (json!({"podCIDRs": ["nonsense"]}), vec![]),
+            (json!({}), vec![]),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(node_pod_cidrs(&node(spec.clone())), expected, "{spec}");
+        }
     }
 }
