@@ -18,7 +18,7 @@ use integration::bulk::{many_services, service_slice};
 use integration::node::{
     fresh_node, kube_ipvs0_addresses, plan_save, saved_lines, wait_until, NODE_ARGS, NODE_IP,
 };
-use integration::pods::{hostname_pods, Pod};
+use integration::pods::{hostname_pods, run, Pod};
 use integration::standin::Standin;
 use integration::{connect, example, ipvsadm};
 use netlink_ipvs::{IpvsProtocol, IpvsServiceKey};
@@ -866,4 +866,36 @@ fn real_server_count(address: &str, port: u16) -> usize {
                 .expect("dump destinations")
                 .len()
         })
+}
+
+/// `--detect-local-mode NodeCIDR`: the first sync waits until the Node has
+/// `spec.podCIDRs`, and the agent's ClusterIP masquerade rule then leaves
+/// exactly the node's pod CIDR alone.
+#[test]
+fn node_cidr_detection_waits_for_the_nodes_pod_cidrs() {
+    fresh_node();
+    let hostname = example("hostname.yaml");
+    let standin = Standin::start(&[&hostname]);
+    standin.apply(&node_object());
+    let kubeconfig = standin.kubeconfig.display().to_string();
+    let mut args = vec!["run", "--kubeconfig", &kubeconfig];
+    args.extend(NODE_ARGS);
+    args.extend(["--detect-local-mode", "NodeCIDR"]);
+    let mut agent = Agent::start(&args);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        agent.syncs().is_empty(),
+        "no sync before the Node has pod CIDRs: {}",
+        agent.log_text()
+    );
+    let mut node = node_object();
+    node["spec"] = json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]});
+    standin.apply(&node);
+    let first = agent.wait_for_syncs(1, SYNC_TIMEOUT)[0].clone();
+    assert_eq!(first.kind(), "full");
+    let table = run(&["nft", "list", "chain", "ip", "ipvs-agent", "cluster-ip"]);
+    assert!(
+        table.contains("ip saddr != 10.244.1.0/24 jump mark-for-masquerade"),
+        "{table}"
+    );
 }
