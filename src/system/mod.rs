@@ -10,5 +10,6 @@
 
 pub mod address_batch;
 pub mod errno;
+pub mod kube_proxy_leftovers;
 pub mod link;
 pub mod sysctl;
