@@ -23,7 +23,8 @@ use integration::iptables::{
 use integration::node::{fresh_node, wait_until, NODE_ARGS};
 use integration::pods::{hostname_pods, run, Pod};
 
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// The first sync took 41 s in an emulated guest (its first nftables transaction).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long after its first sync the agent may take to remove them.
 const REMOVAL_TIMEOUT: Duration = Duration::from_secs(30);
 
