@@ -12,6 +12,7 @@
 
 pub mod address_batch;
 pub mod errno;
+pub mod kube_proxy_leftovers;
 pub mod link;
 pub mod netfilter;
 pub mod sysctl;
