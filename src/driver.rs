@@ -30,6 +30,7 @@ use crate::model::settings::LocalTrafficDetector;
 use crate::model::{ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
+use crate::system::kube_proxy_leftovers::remove_kube_proxy_leftovers;
 use crate::system::link::{LinkError, LinkManager};
 use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
 
@@ -57,6 +58,9 @@ pub struct RunOptions {
     /// Whether the first sync waits for the Node's `spec.podCIDRs`
     /// (`--detect-local-mode NodeCIDR`, as kube-proxy waits).
     pub wait_for_pod_cidrs: bool,
+    /// Whether kube-proxy's iptables and ipset leftovers are removed once
+    /// the agent's own nftables tables carry the traffic.
+    pub remove_kube_proxy_leftovers: bool,
 }
 
 /// What stops the loop.
@@ -231,6 +235,10 @@ where
         .await
         .inspect_err(|error| observers.sync_failed(error))?;
     synced(&mut observers, &engine, &report);
+    let mut leftovers = options.remove_kube_proxy_leftovers;
+    if leftovers {
+        leftovers = !remove_leftovers_after(&report).await;
+    }
 
     let mut pending = Pending::default();
     let mut last_sync = Instant::now();
@@ -256,6 +264,9 @@ where
                 // The changes still pending are covered by the audit.
                 let (services, since) = pending.take();
                 let result = engine.resync(source.cluster(), &services).await;
+                if let (true, Ok(report)) = (leftovers, &result) {
+                    leftovers = !remove_leftovers_after(report).await;
+                }
                 let failed = "full resync failed; retrying at the next period";
                 after_sync(result, failed, since, services.len(), &mut observers, &engine);
                 last_sync = Instant::now();
@@ -266,6 +277,45 @@ where
                     Err(error) => warn!(%error, "checking draining real servers"),
                 }
             }
+        }
+    }
+}
+
+/// Once a full sync has written the agent's nftables tables, removes
+/// kube-proxy's leftovers (its `KUBE-*` chains, jumps and ipsets: the
+/// agent's rules carry the traffic now, so the swap drops nothing).
+/// Returns whether it is done (else the next full sync tries again).
+async fn remove_leftovers_after(report: &SyncReport) -> bool {
+    if report.netfilter.failed {
+        return false;
+    }
+    let result = tokio::task::spawn_blocking(remove_kube_proxy_leftovers).await;
+    match result {
+        Ok(Ok(removed)) => {
+            for note in &removed.notes {
+                info!("kube-proxy leftovers: {note}");
+            }
+            for kept in &removed.sets_kept {
+                warn!(set = %kept.name, reason = %kept.reason, "kube-proxy's ipset kept");
+            }
+            if !removed.removed_nothing() {
+                info!(
+                    jumps = removed.jumps_deleted(),
+                    chains = removed.chains_deleted(),
+                    sets = removed.sets_destroyed.len(),
+                    sets_destroyed = ?removed.sets_destroyed,
+                    "removed kube-proxy's iptables and ipset leftovers"
+                );
+            }
+            true
+        }
+        Ok(Err(error)) => {
+            warn!(%error, "removing kube-proxy's leftovers (retried at the next resync)");
+            false
+        }
+        Err(error) => {
+            warn!(%error, "removing kube-proxy's leftovers (retried at the next resync)");
+            false
         }
     }
 }

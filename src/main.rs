@@ -617,6 +617,7 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
         strict_arp: args.ipvs_strict_arp,
         keep_counters: args.per_server_metrics,
         wait_for_pod_cidrs: node_cidr,
+        remove_kube_proxy_leftovers: settings.datapath.enabled,
     };
     // kube-proxy's health timeout: twice the sync period.
     let health = Health::new(args.ipvs_sync_period * 2);
