@@ -1,0 +1,767 @@
+//! A two-node cluster inside the guest, for end-to-end datapath tests from
+//! every vantage point (a pod, a node, a client outside the cluster), as
+//! `../shared/docs/real-kernel.md` ("a two-node cluster in one guest")
+//! describes.
+//!
+//! - Nodes `node1` / `node2` and the client `outside` are network
+//!   namespaces, each with its own IPVS table, conntrack and netfilter, on
+//!   one bridge `br-nodes` in the guest's root namespace
+//!   (`192.168.50.0/24`: node1 `.11`, node2 `.12`, outside `.100`).
+//! - Pods hang off their node Calico-style: a namespace with a routed /32
+//!   on `eth0` (node1 `10.244.1.x`, node2 `10.244.2.x`), default route via
+//!   `169.254.1.1` (on the node's `lo`, scope link so it is never picked as
+//!   a source), `proxy_arp` on the node's side of the veth. Each node routes
+//!   the other node's pod /24 via the other node; `outside` routes both
+//!   pod /24s (a flat, routed network, as with Calico peering with the
+//!   top-of-rack router), nothing else unless a test asks
+//!   ([`Cluster::route_from_outside`]).
+//! - [`Cluster::serve`] starts a tiny server in any namespace answering
+//!   `NAME CLIENT-ADDRESS` (the name it was given and the source address
+//!   it saw) over TCP (HTTP) or UDP; [`Cluster::tcp`] / [`Cluster::udp`]
+//!   make one request from any namespace and return the parsed [`Answer`]
+//!   or why none came.
+//! - [`Cluster::start_agents`] runs one `ipvs-agent run` per node
+//!   (`ip netns exec nodeN ...`), all reading the same manifest folder
+//!   ([`Cluster::write_manifest`]).
+//!
+//! Everything (agents, servers, namespaces, the bridge) is removed when the
+//! [`Cluster`] is dropped; [`Cluster::create`] also removes what a crashed
+//! earlier run may have left under the same names.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::agent::agent_binary;
+use crate::require_guest;
+
+/// The bridge in the guest's root namespace joining nodes and `outside`.
+pub const BRIDGE: &str = "br-nodes";
+/// The client outside the cluster (namespace name).
+pub const OUTSIDE: &str = "outside";
+/// The outside client's address.
+pub const OUTSIDE_IP: &str = "192.168.50.100";
+/// The cluster's pod CIDR (both nodes' pod /24s).
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The pods' gateway, on each node's `lo`.
+pub const GATEWAY: &str = "169.254.1.1";
+/// The interpreter the servers and clients run (Debian's, visible in the
+/// guest; the host's pyenv shims are slow to start under emulation).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// How long a server may take to listen, an agent to sync.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One node of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// `node1`, 192.168.50.11, pods 10.244.1.0/24.
+    One,
+    /// `node2`, 192.168.50.12, pods 10.244.2.0/24.
+    Two,
+}
+
+impl Node {
+    /// Both nodes.
+    pub const ALL: [Node; 2] = [Node::One, Node::Two];
+
+    /// The node's name: its namespace and its `--node-name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Node::One => "node1",
+            Node::Two => "node2",
+        }
+    }
+
+    /// The node's address on the bridge.
+    pub fn ip(self) -> &'static str {
+        match self {
+            Node::One => "192.168.50.11",
+            Node::Two => "192.168.50.12",
+        }
+    }
+
+    /// The node's pod /24.
+    pub fn pod_cidr(self) -> &'static str {
+        match self {
+            Node::One => "10.244.1.0/24",
+            Node::Two => "10.244.2.0/24",
+        }
+    }
+
+    /// The other node.
+    pub fn other(self) -> Node {
+        match self {
+            Node::One => Node::Two,
+            Node::Two => Node::One,
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Transport of a server or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP: one HTTP/1.0 GET, the answer is the body.
+    Tcp,
+    /// UDP: one datagram, the answer is the reply datagram.
+    Udp,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// What a server answered: its name and the client address it saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The name the server was started with (a pod's name, ...).
+    pub server: String,
+    /// The source address of the connection as the server saw it.
+    pub client: String,
+}
+
+impl Answer {
+    /// `Answer { server, client }` from string slices (for assertions).
+    pub fn new(server: &str, client: &str) -> Answer {
+        Answer {
+            server: server.to_owned(),
+            client: client.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (saw client {})", self.server, self.client)
+    }
+}
+
+/// Runs `argv`, fails the test with its output if it fails; stdout.
+fn run(argv: &[&str]) -> String {
+    let output = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", argv.join(" ")));
+    assert!(
+        output.status.success(),
+        "{} failed: {}{}",
+        argv.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `argv`, ignoring failure (clean-up of what may not exist).
+fn try_run(argv: &[&str]) {
+    let _ = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output();
+}
+
+/// Runs `argv` in namespace `ns`, fails the test if it fails; stdout.
+pub fn run_in(ns: &str, argv: &[&str]) -> String {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(argv);
+    run(&full)
+}
+
+/// Runs `argv` in namespace `ns` and returns its output whatever its status.
+pub fn exec_in(ns: &str, argv: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip netns exec {ns} {}: {e}", argv.join(" ")))
+}
+
+/// The server every namespace runs: answers `NAME CLIENT-ADDRESS` to each
+/// HTTP request (TCP) or datagram (UDP).
+const SERVER: &str = r#"
+import socket, sys, threading
+name, proto, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if proto == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(("%s %s" % (name, peer[0])).encode(), peer)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(128)
+def serve(c, peer):
+    try:
+        c.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data and b"\n\n" not in data:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        body = ("%s %s" % (name, peer[0])).encode()
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    except Exception:
+        pass
+    finally:
+        c.close()
+while True:
+    c, peer = s.accept()
+    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+"#;
+
+/// One request: prints the answer's body, or the error and exits 1.
+/// The socket timeout bounds the connect and every receive.
+const CLIENT: &str = r#"
+import socket, sys
+proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+try:
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        s.sendto(b"hi", (host, port))
+        body = s.recvfrom(2048)[0]
+    else:
+        s = socket.create_connection((host, port), timeout=timeout)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while len(data) < 65536:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise RuntimeError("not an HTTP answer: %r" % data)
+    print(body.decode().strip())
+except Exception as e:
+    print("%s: %s" % (type(e).__name__, e), file=sys.stderr)
+    sys.exit(1)
+"#;
+
+/// A server process and what to say about it.
+#[derive(Debug)]
+struct Server {
+    ns: String,
+    name: String,
+    protocol: Protocol,
+    port: u16,
+    child: Child,
+}
+
+/// A pod: its namespace (also its name) and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    /// Namespace name, also the name its servers answer with.
+    pub name: String,
+    /// The pod's address.
+    pub address: String,
+    /// The node it runs on.
+    pub node: Node,
+}
+
+/// One node's `ipvs-agent run`, started in the node's namespace.
+#[derive(Debug)]
+pub struct NodeAgent {
+    /// The node it programs.
+    pub node: Node,
+    child: Option<Child>,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+}
+
+impl NodeAgent {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many `synced` lines the agent has logged.
+    pub fn sync_count(&self) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains(" synced"))
+            .count()
+    }
+
+    /// Waits until at least `count` syncs are logged; fails the test with
+    /// the log if the agent exits or `timeout` passes first.
+    pub fn wait_for_syncs(&mut self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.sync_count() >= count {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "the agent of {} exited ({status}); log:\n{}",
+                        self.node,
+                        self.log_text()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent of {} logged {} syncs, not {count}, within {timeout:?}; log:\n{}",
+                self.node,
+                self.sync_count(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the agent to exit; kills it if it
+    /// does not. Returns whether it exited cleanly by itself.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        try_run(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The cluster: two nodes, `outside`, pods, servers, agents (see the
+/// module's documentation). Removed on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    pods: Vec<Pod>,
+    servers: Vec<Server>,
+    /// The agents, node1's first (empty until [`Cluster::start_agents`]).
+    pub agents: Vec<NodeAgent>,
+    manifests: PathBuf,
+    id: usize,
+}
+
+impl Cluster {
+    /// Creates the nodes, `outside` and the bridge (no pods, no agents).
+    pub fn create() -> Cluster {
+        require_guest();
+        remove_network(&[]);
+        let id = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
+        let manifests =
+            std::env::temp_dir().join(format!("cluster-manifests-{}-{id}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&manifests);
+        std::fs::create_dir_all(&manifests).expect("create the manifest folder");
+        let cluster = Cluster {
+            pods: Vec::new(),
+            servers: Vec::new(),
+            agents: Vec::new(),
+            manifests,
+            id,
+        };
+
+        run(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
+        run(&["ip", "link", "set", BRIDGE, "up"]);
+        for (ns, address) in [
+            (Node::One.name(), Node::One.ip()),
+            (Node::Two.name(), Node::Two.ip()),
+            (OUTSIDE, OUTSIDE_IP),
+        ] {
+            run(&["ip", "netns", "add", ns]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            // The node's uplink first, so that it comes before kube-ipvs0
+            // in the namespace's device list: masquerade on an interface
+            // without addresses (a pod's veth) takes the first global
+            // address of that list, the node's address.
+            let bridge_side = format!("br-{ns}");
+            run(&[
+                "ip",
+                "link",
+                "add",
+                &bridge_side,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            ]);
+            run(&["ip", "link", "set", &bridge_side, "master", BRIDGE]);
+            run(&["ip", "link", "set", &bridge_side, "up"]);
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "eth0",
+            ]);
+            run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        }
+        for node in Node::ALL {
+            let ns = node.name();
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{GATEWAY}/32"),
+                "dev",
+                "lo",
+                "scope",
+                "link",
+            ]);
+            run_in(ns, &["sysctl", "-q", "net.ipv4.ip_forward=1"]);
+            run_in(ns, &["sysctl", "-q", "net.ipv4.vs.conntrack=1"]);
+            let other = node.other();
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "route",
+                "add",
+                other.pod_cidr(),
+                "via",
+                other.ip(),
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                OUTSIDE,
+                "route",
+                "add",
+                node.pod_cidr(),
+                "via",
+                node.ip(),
+            ]);
+        }
+        cluster
+    }
+
+    /// Adds a pod `name` with `address` (inside `node`'s pod /24) on `node`.
+    pub fn add_pod(&mut self, node: Node, name: &str, address: &str) -> Pod {
+        let veth = format!("cali{}", self.pods.len());
+        let node_ns = node.name();
+        try_run(&["ip", "netns", "del", name]);
+        run(&["ip", "netns", "add", name]);
+        run(&[
+            "ip", "-n", node_ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+            "netns", name,
+        ]);
+        let host = format!("{address}/32");
+        run(&["ip", "-n", name, "addr", "add", &host, "dev", "eth0"]);
+        run(&["ip", "-n", name, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        run(&["ip", "-n", name, "route", "add", GATEWAY, "dev", "eth0"]);
+        run(&["ip", "-n", name, "route", "add", "default", "via", GATEWAY]);
+        run(&["ip", "-n", node_ns, "link", "set", &veth, "up"]);
+        run(&["ip", "-n", node_ns, "route", "add", &host, "dev", &veth]);
+        run_in(
+            node_ns,
+            &["sysctl", "-q", &format!("net.ipv4.conf.{veth}.proxy_arp=1")],
+        );
+        let pod = Pod {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            node,
+        };
+        self.pods.push(pod.clone());
+        pod
+    }
+
+    /// The pods added so far.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// Starts a server in namespace `ns` (a pod, a node or `outside`) that
+    /// answers `name CLIENT-ADDRESS` on `0.0.0.0:port`. Does not wait: call
+    /// [`Cluster::wait_for_servers`] once all are started.
+    pub fn serve(&mut self, ns: &str, name: &str, protocol: Protocol, port: u16) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, PYTHON, "-c", SERVER])
+            .args([name, protocol.as_str(), &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a server in {ns}: {e}"));
+        self.servers.push(Server {
+            ns: ns.to_owned(),
+            name: name.to_owned(),
+            protocol,
+            port,
+            child,
+        });
+    }
+
+    /// Waits (bounded) until every server started listens.
+    pub fn wait_for_servers(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for server in &mut self.servers {
+            let flag = match server.protocol {
+                Protocol::Tcp => "-tlnH",
+                Protocol::Udp => "-ulnH",
+            };
+            let wanted = format!(":{} ", server.port);
+            loop {
+                let output = exec_in(&server.ns, &["ss", flag]);
+                if String::from_utf8_lossy(&output.stdout).contains(&wanted) {
+                    break;
+                }
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!(
+                        "the {:?} server {} in {} exited ({status})",
+                        server.protocol, server.name, server.ns
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the {:?} server {} in {} did not listen on {} within {START_TIMEOUT:?}",
+                    server.protocol,
+                    server.name,
+                    server.ns,
+                    server.port
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The manifest folder both agents read.
+    pub fn manifests(&self) -> &Path {
+        &self.manifests
+    }
+
+    /// Writes `text` to the manifest folder as `name`, in one rename (the
+    /// agents never read half a file).
+    pub fn write_manifest(&self, name: &str, text: &str) {
+        let staging = self.manifests.join(format!(".{name}.tmp"));
+        std::fs::write(&staging, text).expect("write a manifest");
+        std::fs::rename(&staging, self.manifests.join(name)).expect("rename a manifest");
+    }
+
+    /// Starts one agent per node (`ip netns exec nodeN ipvs-agent run
+    /// --manifests DIR --node-name nodeN --node-ip IP --healthz-bind-address
+    /// '' --metrics-bind-address '' EXTRA...`) and waits for each one's
+    /// first sync.
+    pub fn start_agents(&mut self, extra: &[&str]) {
+        assert!(self.agents.is_empty(), "the agents are already running");
+        for node in Node::ALL {
+            let log = std::env::temp_dir().join(format!(
+                "ipvs-agent-{}-{}-{}.log",
+                std::process::id(),
+                self.id,
+                node.name()
+            ));
+            let file = std::fs::File::create(&log).expect("create the agent's log file");
+            let child = Command::new("ip")
+                .args(["netns", "exec", node.name()])
+                .arg(agent_binary())
+                .arg("run")
+                .arg("--manifests")
+                .arg(&self.manifests)
+                .args(["--node-name", node.name(), "--node-ip", node.ip()])
+                .args(["--healthz-bind-address", "", "--metrics-bind-address", ""])
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(file)
+                .spawn()
+                .expect("start ipvs-agent");
+            self.agents.push(NodeAgent {
+                node,
+                child: Some(child),
+                log,
+            });
+        }
+        for agent in &mut self.agents {
+            agent.wait_for_syncs(1, START_TIMEOUT);
+        }
+    }
+
+    /// Stops the agents (SIGTERM); fails the test if one does not exit
+    /// cleanly.
+    pub fn stop_agents(&mut self) {
+        for mut agent in std::mem::take(&mut self.agents) {
+            let node = agent.node;
+            assert!(
+                agent.stop(),
+                "the agent of {node} did not exit cleanly; log:\n{}",
+                agent.log_text()
+            );
+        }
+    }
+
+    /// The agents' logs, for failure messages.
+    pub fn agent_logs(&self) -> String {
+        self.agents
+            .iter()
+            .map(|agent| format!("== agent of {}:\n{}", agent.node, agent.log_text()))
+            .collect()
+    }
+
+    /// Routes `address` (an external IP, a load-balancer IP) from `outside`
+    /// via `node`.
+    pub fn route_from_outside(&self, address: &str, node: Node) {
+        run(&[
+            "ip",
+            "-n",
+            OUTSIDE,
+            "route",
+            "replace",
+            &format!("{address}/32"),
+            "via",
+            node.ip(),
+        ]);
+    }
+
+    /// One TCP (HTTP) request from namespace `from` to `address:port`: the
+    /// answer, or what went wrong (refused, timed out, ...) within
+    /// `timeout` per step.
+    pub fn tcp(
+        &self,
+        from: &str,
+        address: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        request(from, Protocol::Tcp, address, port, timeout)
+    }
+
+    /// One UDP datagram from namespace `from` to `address:port`: the
+    /// answer, or why none came within `timeout`.
+    pub fn udp(
+        &self,
+        from: &str,
+        address: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        request(from, Protocol::Udp, address, port, timeout)
+    }
+
+    /// What a failed assertion should show: both nodes' IPVS tables,
+    /// addresses, nftables rulesets and conntrack entries, and the logs.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        for node in Node::ALL {
+            for argv in [
+                &["ipvsadm", "-Ln"][..],
+                &["ip", "-4", "-o", "addr"][..],
+                &["ip", "route"][..],
+                &["nft", "list", "ruleset"][..],
+                &["conntrack", "-L"][..],
+            ] {
+                let output = exec_in(node.name(), argv);
+                text.push_str(&format!(
+                    "== {node}: {}\n{}{}",
+                    argv.join(" "),
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+        }
+        text.push_str(&self.agent_logs());
+        text
+    }
+}
+
+/// One request with the client script; see [`Cluster::tcp`].
+pub fn request(
+    from: &str,
+    protocol: Protocol,
+    address: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let output = exec_in(
+        from,
+        &[
+            PYTHON,
+            "-c",
+            CLIENT,
+            protocol.as_str(),
+            address,
+            &port.to_string(),
+            &timeout.as_secs_f64().to_string(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{} {from} -> {address}:{port}: {}{}",
+            protocol.as_str(),
+            String::from_utf8_lossy(&output.stderr).trim(),
+            stdout
+        ));
+    }
+    match stdout.split_once(' ') {
+        Some((server, client)) => Ok(Answer::new(server, client.trim())),
+        None => Err(format!(
+            "{} {from} -> {address}:{port}: an answer without a client address: {stdout:?}",
+            protocol.as_str()
+        )),
+    }
+}
+
+/// Removes the cluster's namespaces and bridge (and `pods`' namespaces).
+fn remove_network(pods: &[Pod]) {
+    for pod in pods {
+        try_run(&["ip", "netns", "del", &pod.name]);
+    }
+    for ns in [Node::One.name(), Node::Two.name(), OUTSIDE] {
+        try_run(&["ip", "netns", "del", ns]);
+        try_run(&["ip", "link", "del", &format!("br-{ns}")]);
+    }
+    try_run(&["ip", "link", "del", BRIDGE]);
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        for server in &mut self.servers {
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+        remove_network(&self.pods);
+        let _ = std::fs::remove_dir_all(&self.manifests);
+    }
+}
