@@ -362,6 +362,22 @@ impl Drop for NodeAgent {
 
 static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
 
+/// `sh -c WATCHDOG watchdog TEST-PID PID-FILE NAMESPACE...`: once the test
+/// process is gone, kills every pid in the file and deletes the nodes' and
+/// outside's namespaces and the bridge (not the pods' namespaces: their
+/// names may be reused at once by the next test binary; they are empty
+/// once the processes are gone). Polls once a second, ends with the test
+/// process.
+const WATCHDOG: &str = r#"
+test_pid=$1; pid_file=$2; shift 2
+while kill -0 "$test_pid" 2>/dev/null; do sleep 1; done
+[ -f "$pid_file" ] && xargs -r kill -9 < "$pid_file" 2>/dev/null
+rm -f "$pid_file"
+for ns in "$@"; do ip netns del "$ns" 2>/dev/null; ip link del "br-$ns" 2>/dev/null; done
+ip link del br-nodes 2>/dev/null
+exit 0
+"#;
+
 /// The cluster: two nodes, `outside`, pods, servers, agents (see the
 /// module's documentation). Removed on drop.
 #[derive(Debug)]
@@ -372,6 +388,12 @@ pub struct Cluster {
     pub agents: Vec<NodeAgent>,
     manifests: PathBuf,
     id: usize,
+    /// The pids of every process the cluster started, one a line, for the
+    /// watchdog.
+    pid_file: PathBuf,
+    /// Kills what the cluster started once the test process is gone (a
+    /// cluster kept in a `static` is never dropped).
+    watchdog: Option<Child>,
 }
 
 impl Cluster {
@@ -384,12 +406,27 @@ impl Cluster {
             std::env::temp_dir().join(format!("cluster-manifests-{}-{id}", std::process::id()));
         let _ = std::fs::remove_dir_all(&manifests);
         std::fs::create_dir_all(&manifests).expect("create the manifest folder");
+        let pid_file =
+            std::env::temp_dir().join(format!("cluster-pids-{}-{id}", std::process::id()));
+        std::fs::write(&pid_file, "").expect("create the cluster's pid file");
+        let watchdog = Command::new("sh")
+            .args(["-c", WATCHDOG, "watchdog"])
+            .arg(std::process::id().to_string())
+            .arg(&pid_file)
+            .args([Node::One.name(), Node::Two.name(), OUTSIDE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the cluster's watchdog");
         let cluster = Cluster {
             pods: Vec::new(),
             servers: Vec::new(),
             agents: Vec::new(),
             manifests,
             id,
+            pid_file,
+            watchdog: Some(watchdog),
         };
 
         run(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
@@ -505,6 +542,17 @@ impl Cluster {
         pod
     }
 
+    /// Adds `child` (an `ip netns exec`, which execs the command: same
+    /// pid) to what the watchdog kills.
+    fn record_pid(&self, child: &Child) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.pid_file)
+            .expect("open the cluster's pid file");
+        writeln!(file, "{}", child.id()).expect("write the cluster's pid file");
+    }
+
     /// The pods added so far.
     pub fn pods(&self) -> &[Pod] {
         &self.pods
@@ -522,6 +570,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start a server in {ns}: {e}"));
+        self.record_pid(&child);
         self.servers.push(Server {
             ns: ns.to_owned(),
             name: name.to_owned(),
@@ -606,6 +655,7 @@ impl Cluster {
                 .stderr(file)
                 .spawn()
                 .expect("start ipvs-agent");
+            self.record_pid(&child);
             self.agents.push(NodeAgent {
                 node,
                 child: Some(child),
@@ -756,6 +806,11 @@ fn remove_network(pods: &[Pod]) {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
         self.agents.clear();
         for server in &mut self.servers {
             let _ = server.child.kill();
