@@ -15,11 +15,15 @@
 //!   pod /24s (a flat, routed network, as with Calico peering with the
 //!   top-of-rack router), nothing else unless a test asks
 //!   ([`Cluster::route_from_outside`]).
-//! - [`Cluster::serve`] starts a tiny server in any namespace answering
-//!   `NAME CLIENT-ADDRESS` (the name it was given and the source address
-//!   it saw) over TCP (HTTP) or UDP; [`Cluster::tcp`] / [`Cluster::udp`]
-//!   make one request from any namespace and return the parsed [`Answer`]
-//!   or why none came.
+//! - [`Cluster::serve`] / [`Cluster::start_servers`]: tiny servers in any
+//!   namespace answering `NAME CLIENT-ADDRESS` (the name they were given
+//!   and the source address they saw) over TCP (HTTP) or UDP;
+//!   [`Cluster::tcp`] / [`Cluster::udp`] make one request from any
+//!   namespace and return the parsed [`Answer`] or why none came. Both are
+//!   one Python process each that enters namespaces with setns(2) per
+//!   socket: a process start costs seconds under emulation.
+//! - [`run_in`] / [`exec_in`]: any command in a namespace
+//!   (`ip netns exec`).
 //! - [`Cluster::start_agents`] runs one `ipvs-agent run` per node
 //!   (`ip netns exec nodeN ...`), all reading the same manifest folder
 //!   ([`Cluster::write_manifest`]).
@@ -173,6 +177,40 @@ fn try_run(argv: &[&str]) {
         .output();
 }
 
+/// Runs `ip [-n NS] -batch -` with `commands` (one `ip` command a line,
+/// without the `ip`): one process instead of one per command, which
+/// matters under emulation (about half a second per process). Fails the
+/// test if any command fails.
+pub fn ip_batch(ns: Option<&str>, commands: &[String]) {
+    use std::io::Write;
+    let mut command = Command::new("ip");
+    if let Some(ns) = ns {
+        command.args(["-n", ns]);
+    }
+    let mut child = command
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ip -batch: {e}"));
+    let text = commands.join("\n") + "\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("write ip's batch");
+    let output = child.wait_with_output().expect("wait for ip -batch");
+    assert!(
+        output.status.success(),
+        "ip {}-batch failed: {}{}\ncommands:\n{text}",
+        ns.map(|ns| format!("-n {ns} ")).unwrap_or_default(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `argv` in namespace `ns`, fails the test if it fails; stdout.
 pub fn run_in(ns: &str, argv: &[&str]) -> String {
     let mut full = vec!["ip", "netns", "exec", ns];
@@ -190,22 +228,33 @@ pub fn exec_in(ns: &str, argv: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run ip netns exec {ns} {}: {e}", argv.join(" ")))
 }
 
-/// The server every namespace runs: answers `NAME CLIENT-ADDRESS` to each
-/// HTTP request (TCP) or datagram (UDP).
-const SERVER: &str = r#"
-import socket, sys, threading
-name, proto, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if proto == "udp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
+/// The Python helpers' common part: entering a named network namespace
+/// (`/run/netns/NAME`) with setns(2) from the calling thread, so that one
+/// process can open sockets in every namespace (a socket stays in the
+/// namespace it was created in). Python 3.11 has no `os.setns`: ctypes.
+const NETNS_PY: &str = r#"
+import ctypes, os, socket, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+def enter(ns):
+    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, "setns %s: %s" % (ns, os.strerror(errno)))
+    finally:
+        os.close(fd)
+"#;
+
+/// The servers: `SERVER NS NAME PROTO PORT [NS NAME PROTO PORT ...]`; each
+/// listens on `0.0.0.0:PORT` in namespace NS and answers `NAME
+/// CLIENT-ADDRESS` to each HTTP request (TCP) or datagram (UDP). Prints
+/// `ready` once every socket is bound.
+const SERVER_PY: &str = r#"
+def udp(s, name):
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(("%s %s" % (name, peer[0])).encode(), peer)
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
-s.listen(128)
-def serve(c, peer):
+def answer(c, peer, name):
     try:
         c.settimeout(30)
         data = b""
@@ -220,24 +269,46 @@ def serve(c, peer):
         pass
     finally:
         c.close()
-while True:
-    c, peer = s.accept()
-    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
-"#;
-
-/// One request: prints the answer's body, or the error and exits 1.
-/// The socket timeout bounds the connect and every receive.
-const CLIENT: &str = r#"
-import socket, sys
-proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-try:
+def tcp(s, name):
+    while True:
+        c, peer = s.accept()
+        threading.Thread(target=answer, args=(c, peer, name), daemon=True).start()
+args = sys.argv[1:]
+threads = []
+for i in range(0, len(args), 4):
+    ns, name, proto, port = args[i], args[i + 1], args[i + 2], int(args[i + 3])
+    enter(ns)
     if proto == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(timeout)
-        s.sendto(b"hi", (host, port))
-        body = s.recvfrom(2048)[0]
+        s.bind(("0.0.0.0", port))
+        threads.append(threading.Thread(target=udp, args=(s, name), daemon=True))
     else:
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(128)
+        threads.append(threading.Thread(target=tcp, args=(s, name), daemon=True))
+for t in threads:
+    t.start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// The client: reads `PROTO NS HOST PORT TIMEOUT` lines, makes that one
+/// request from namespace NS and prints `OK BODY` or `ERR WHY` (one line
+/// each). The socket timeout bounds the connect and every receive.
+const CLIENT_PY: &str = r#"
+def request(proto, host, port, timeout):
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.settimeout(timeout)
+            s.sendto(b"hi", (host, port))
+            return s.recvfrom(2048)[0]
+        finally:
+            s.close()
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
         s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
         data = b""
         while len(data) < 65536:
@@ -245,23 +316,38 @@ try:
             if not chunk:
                 break
             data += chunk
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise RuntimeError("not an HTTP answer: %r" % data)
-    print(body.decode().strip())
-except Exception as e:
-    print("%s: %s" % (type(e).__name__, e), file=sys.stderr)
-    sys.exit(1)
+    finally:
+        s.close()
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise RuntimeError("not an HTTP answer: %r" % data)
+    return body
+for line in sys.stdin:
+    proto, ns, host, port, timeout = line.split()
+    try:
+        enter(ns)
+        body = request(proto, host, int(port), float(timeout))
+        print("OK " + " ".join(body.decode(errors="replace").split()), flush=True)
+    except Exception as e:
+        print("ERR " + " ".join(("%s: %s" % (type(e).__name__, e)).split()), flush=True)
 "#;
 
-/// A server process and what to say about it.
+/// A server requested with [`Cluster::serve`], not started yet.
 #[derive(Debug)]
-struct Server {
+struct ServerSpec {
     ns: String,
     name: String,
     protocol: Protocol,
     port: u16,
+}
+
+/// The client helper process and the lines it printed (read by a thread,
+/// so that every wait for an answer is bounded).
+#[derive(Debug)]
+struct Client {
     child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// A pod: its namespace (also its name) and address.
@@ -383,7 +469,12 @@ exit 0
 #[derive(Debug)]
 pub struct Cluster {
     pods: Vec<Pod>,
-    servers: Vec<Server>,
+    /// Servers asked for and not started yet.
+    pending: Vec<ServerSpec>,
+    /// Server processes (one per [`Cluster::start_servers`]).
+    servers: Vec<Child>,
+    /// The client helper, started on first request.
+    client: std::sync::Mutex<Option<Client>>,
     /// The agents, node1's first (empty until [`Cluster::start_agents`]).
     pub agents: Vec<NodeAgent>,
     manifests: PathBuf,
@@ -421,7 +512,9 @@ impl Cluster {
             .expect("start the cluster's watchdog");
         let cluster = Cluster {
             pods: Vec::new(),
+            pending: Vec::new(),
             servers: Vec::new(),
+            client: std::sync::Mutex::new(None),
             agents: Vec::new(),
             manifests,
             id,
@@ -429,84 +522,65 @@ impl Cluster {
             watchdog: Some(watchdog),
         };
 
-        run(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
-        run(&["ip", "link", "set", BRIDGE, "up"]);
-        for (ns, address) in [
+        let members = [
             (Node::One.name(), Node::One.ip()),
             (Node::Two.name(), Node::Two.ip()),
             (OUTSIDE, OUTSIDE_IP),
-        ] {
-            run(&["ip", "netns", "add", ns]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            // The node's uplink first, so that it comes before kube-ipvs0
-            // in the namespace's device list: masquerade on an interface
-            // without addresses (a pod's veth) takes the first global
-            // address of that list, the node's address.
-            let bridge_side = format!("br-{ns}");
-            run(&[
-                "ip",
-                "link",
-                "add",
-                &bridge_side,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
+        ];
+        let mut root = vec![
+            format!("link add {BRIDGE} type bridge"),
+            format!("link set {BRIDGE} up"),
+        ];
+        for (ns, _) in members {
+            // The node's uplink is its first device after lo, so that it
+            // comes before kube-ipvs0 in the namespace's device list:
+            // masquerade out of an interface without addresses (a pod's
+            // veth) takes the first global address of that list.
+            root.extend([
+                format!("netns add {ns}"),
+                format!("link add br-{ns} type veth peer name eth0 netns {ns}"),
+                format!("link set br-{ns} master {BRIDGE}"),
+                format!("link set br-{ns} up"),
             ]);
-            run(&["ip", "link", "set", &bridge_side, "master", BRIDGE]);
-            run(&["ip", "link", "set", &bridge_side, "up"]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{address}/24"),
-                "dev",
-                "eth0",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        }
+        ip_batch(None, &root);
+        for (ns, address) in members {
+            let mut commands = vec![
+                "link set lo up".to_owned(),
+                format!("addr add {address}/24 dev eth0"),
+                "link set eth0 up".to_owned(),
+            ];
+            match Node::ALL.into_iter().find(|node| node.name() == ns) {
+                Some(node) => commands.extend([
+                    // Scope link: never picked as a source address.
+                    format!("addr add {GATEWAY}/32 dev lo scope link"),
+                    format!(
+                        "route add {} via {}",
+                        node.other().pod_cidr(),
+                        node.other().ip()
+                    ),
+                ]),
+                None => commands.extend(
+                    Node::ALL
+                        .map(|node| format!("route add {} via {}", node.pod_cidr(), node.ip())),
+                ),
+            }
+            ip_batch(Some(ns), &commands);
         }
         for node in Node::ALL {
-            let ns = node.name();
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{GATEWAY}/32"),
-                "dev",
-                "lo",
-                "scope",
-                "link",
-            ]);
-            run_in(ns, &["sysctl", "-q", "net.ipv4.ip_forward=1"]);
-            run_in(ns, &["sysctl", "-q", "net.ipv4.vs.conntrack=1"]);
-            let other = node.other();
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "route",
-                "add",
-                other.pod_cidr(),
-                "via",
-                other.ip(),
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                OUTSIDE,
-                "route",
-                "add",
-                node.pod_cidr(),
-                "via",
-                node.ip(),
-            ]);
+            // Pods' veths are made later in the node: they inherit
+            // `default`'s proxy_arp (eth0 and lo, already there, do not).
+            run_in(
+                node.name(),
+                &[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv4.vs.conntrack=1",
+                    "net.ipv4.conf.default.proxy_arp=1",
+                ],
+            );
         }
         cluster
     }
@@ -514,24 +588,25 @@ impl Cluster {
     /// Adds a pod `name` with `address` (inside `node`'s pod /24) on `node`.
     pub fn add_pod(&mut self, node: Node, name: &str, address: &str) -> Pod {
         let veth = format!("cali{}", self.pods.len());
-        let node_ns = node.name();
         try_run(&["ip", "netns", "del", name]);
         run(&["ip", "netns", "add", name]);
-        run(&[
-            "ip", "-n", node_ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-            "netns", name,
-        ]);
-        let host = format!("{address}/32");
-        run(&["ip", "-n", name, "addr", "add", &host, "dev", "eth0"]);
-        run(&["ip", "-n", name, "link", "set", "eth0", "up"]);
-        run(&["ip", "-n", name, "link", "set", "lo", "up"]);
-        run(&["ip", "-n", name, "route", "add", GATEWAY, "dev", "eth0"]);
-        run(&["ip", "-n", name, "route", "add", "default", "via", GATEWAY]);
-        run(&["ip", "-n", node_ns, "link", "set", &veth, "up"]);
-        run(&["ip", "-n", node_ns, "route", "add", &host, "dev", &veth]);
-        run_in(
-            node_ns,
-            &["sysctl", "-q", &format!("net.ipv4.conf.{veth}.proxy_arp=1")],
+        ip_batch(
+            Some(node.name()),
+            &[
+                format!("link add {veth} type veth peer name eth0 netns {name}"),
+                format!("link set {veth} up"),
+                format!("route add {address}/32 dev {veth}"),
+            ],
+        );
+        ip_batch(
+            Some(name),
+            &[
+                format!("addr add {address}/32 dev eth0"),
+                "link set eth0 up".to_owned(),
+                "link set lo up".to_owned(),
+                format!("route add {GATEWAY} dev eth0"),
+                format!("route add default via {GATEWAY}"),
+            ],
         );
         let pod = Pod {
             name: name.to_owned(),
@@ -558,59 +633,60 @@ impl Cluster {
         &self.pods
     }
 
-    /// Starts a server in namespace `ns` (a pod, a node or `outside`) that
-    /// answers `name CLIENT-ADDRESS` on `0.0.0.0:port`. Does not wait: call
-    /// [`Cluster::wait_for_servers`] once all are started.
+    /// Asks for a server in namespace `ns` (a pod, a node or `outside`)
+    /// that answers `name CLIENT-ADDRESS` on `0.0.0.0:port`; it starts with
+    /// the next [`Cluster::start_servers`].
     pub fn serve(&mut self, ns: &str, name: &str, protocol: Protocol, port: u16) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, PYTHON, "-c", SERVER])
-            .args([name, protocol.as_str(), &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start a server in {ns}: {e}"));
-        self.record_pid(&child);
-        self.servers.push(Server {
+        self.pending.push(ServerSpec {
             ns: ns.to_owned(),
             name: name.to_owned(),
             protocol,
             port,
-            child,
         });
     }
 
-    /// Waits (bounded) until every server started listens.
-    pub fn wait_for_servers(&mut self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        for server in &mut self.servers {
-            let flag = match server.protocol {
-                Protocol::Tcp => "-tlnH",
-                Protocol::Udp => "-ulnH",
-            };
-            let wanted = format!(":{} ", server.port);
-            loop {
-                let output = exec_in(&server.ns, &["ss", flag]);
-                if String::from_utf8_lossy(&output.stdout).contains(&wanted) {
-                    break;
-                }
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    panic!(
-                        "the {:?} server {} in {} exited ({status})",
-                        server.protocol, server.name, server.ns
-                    );
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the {:?} server {} in {} did not listen on {} within {START_TIMEOUT:?}",
-                    server.protocol,
-                    server.name,
-                    server.ns,
-                    server.port
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+    /// Starts every server asked for since the last call, in one process
+    /// (setns per socket), and waits (bounded) until all are bound.
+    pub fn start_servers(&mut self) {
+        use std::io::BufRead;
+        let specs = std::mem::take(&mut self.pending);
+        if specs.is_empty() {
+            return;
         }
+        let mut command = Command::new(PYTHON);
+        command.args(["-c", &format!("{NETNS_PY}{SERVER_PY}")]);
+        for spec in &specs {
+            command.args([
+                spec.ns.as_str(),
+                spec.name.as_str(),
+                spec.protocol.as_str(),
+                &spec.port.to_string(),
+            ]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the servers: {e}"));
+        self.record_pid(&child);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let ready = receiver.recv_timeout(START_TIMEOUT);
+        if ready.as_deref().map(str::trim) != Ok("ready") {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait for the servers");
+            panic!(
+                "the servers {specs:?} did not start within {START_TIMEOUT:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        self.servers.push(child);
     }
 
     /// The manifest folder both agents read.
@@ -626,11 +702,20 @@ impl Cluster {
         std::fs::rename(&staging, self.manifests.join(name)).expect("rename a manifest");
     }
 
+    /// Starts one agent per node and waits for each one's first sync:
+    /// [`Cluster::spawn_agents`] then [`Cluster::wait_for_agents`].
+    pub fn start_agents(&mut self, extra: &[&str]) {
+        self.spawn_agents(extra);
+        self.wait_for_agents();
+    }
+
     /// Starts one agent per node (`ip netns exec nodeN ipvs-agent run
     /// --manifests DIR --node-name nodeN --node-ip IP --healthz-bind-address
-    /// '' --metrics-bind-address '' EXTRA...`) and waits for each one's
-    /// first sync.
-    pub fn start_agents(&mut self, extra: &[&str]) {
+    /// '' --metrics-bind-address '' EXTRA...`) without waiting: an agent
+    /// takes tens of seconds to start and sync under emulation, pods and
+    /// servers can be made meanwhile. Write the manifests first (the
+    /// first sync is what [`Cluster::wait_for_agents`] waits for).
+    pub fn spawn_agents(&mut self, extra: &[&str]) {
         assert!(self.agents.is_empty(), "the agents are already running");
         for node in Node::ALL {
             let log = std::env::temp_dir().join(format!(
@@ -662,6 +747,10 @@ impl Cluster {
                 log,
             });
         }
+    }
+
+    /// Waits (bounded) until every agent has logged its first sync.
+    pub fn wait_for_agents(&mut self) {
         for agent in &mut self.agents {
             agent.wait_for_syncs(1, START_TIMEOUT);
         }
@@ -713,7 +802,7 @@ impl Cluster {
         port: u16,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        request(from, Protocol::Tcp, address, port, timeout)
+        self.request(from, Protocol::Tcp, address, port, timeout)
     }
 
     /// One UDP datagram from namespace `from` to `address:port`: the
@@ -725,7 +814,82 @@ impl Cluster {
         port: u16,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        request(from, Protocol::Udp, address, port, timeout)
+        self.request(from, Protocol::Udp, address, port, timeout)
+    }
+
+    /// One request through the client helper (started on first use: one
+    /// Python start-up, seconds under emulation, instead of one per
+    /// request).
+    pub fn request(
+        &self,
+        from: &str,
+        protocol: Protocol,
+        address: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        use std::io::{BufRead, Write};
+        let what = format!("{} {from} -> {address}:{port}", protocol.as_str());
+        let mut slot = self
+            .client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let mut child = Command::new(PYTHON)
+                .args(["-c", &format!("{NETNS_PY}{CLIENT_PY}")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start the client helper: {e}"));
+            self.record_pid(&child);
+            let stdin = child.stdin.take().expect("stdin is piped");
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let (sender, lines) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            *slot = Some(Client {
+                child,
+                stdin,
+                lines,
+            });
+        }
+        let client = slot.as_mut().expect("the client helper runs");
+        writeln!(
+            client.stdin,
+            "{} {from} {address} {port} {}",
+            protocol.as_str(),
+            timeout.as_secs_f64()
+        )
+        .unwrap_or_else(|e| panic!("{what}: the client helper is gone: {e}"));
+        let _ = client.stdin.flush();
+        // Connect plus receives each bounded by `timeout`, plus the
+        // helper's start-up.
+        let line = match client.lines.recv_timeout(timeout * 3 + START_TIMEOUT) {
+            Ok(line) => line,
+            Err(error) => {
+                let _ = client.child.kill();
+                let _ = client.child.wait();
+                *slot = None;
+                panic!("{what}: the client helper did not answer ({error})");
+            }
+        };
+        if let Some(error) = line.strip_prefix("ERR ") {
+            return Err(format!("{what}: {error}"));
+        }
+        let body = line.strip_prefix("OK ").unwrap_or(&line);
+        match body.split_once(' ') {
+            Some((server, client)) => Ok(Answer::new(server, client.trim())),
+            None => Err(format!(
+                "{what}: an answer without a client address: {body:?}"
+            )),
+        }
     }
 
     /// What a failed assertion should show: both nodes' IPVS tables,
@@ -754,54 +918,32 @@ impl Cluster {
     }
 }
 
-/// One request with the client script; see [`Cluster::tcp`].
-pub fn request(
-    from: &str,
-    protocol: Protocol,
-    address: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<Answer, String> {
-    let output = exec_in(
-        from,
-        &[
-            PYTHON,
-            "-c",
-            CLIENT,
-            protocol.as_str(),
-            address,
-            &port.to_string(),
-            &timeout.as_secs_f64().to_string(),
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() {
-        return Err(format!(
-            "{} {from} -> {address}:{port}: {}{}",
-            protocol.as_str(),
-            String::from_utf8_lossy(&output.stderr).trim(),
-            stdout
-        ));
-    }
-    match stdout.split_once(' ') {
-        Some((server, client)) => Ok(Answer::new(server, client.trim())),
-        None => Err(format!(
-            "{} {from} -> {address}:{port}: an answer without a client address: {stdout:?}",
-            protocol.as_str()
-        )),
-    }
-}
-
 /// Removes the cluster's namespaces and bridge (and `pods`' namespaces).
+/// One `ip -force -batch` (going on past what does not exist).
 fn remove_network(pods: &[Pod]) {
-    for pod in pods {
-        try_run(&["ip", "netns", "del", &pod.name]);
-    }
+    use std::io::Write;
+    let mut commands: Vec<String> = pods
+        .iter()
+        .map(|pod| format!("netns del {}", pod.name))
+        .collect();
     for ns in [Node::One.name(), Node::Two.name(), OUTSIDE] {
-        try_run(&["ip", "netns", "del", ns]);
-        try_run(&["ip", "link", "del", &format!("br-{ns}")]);
+        commands.push(format!("netns del {ns}"));
+        commands.push(format!("link del br-{ns}"));
     }
-    try_run(&["ip", "link", "del", BRIDGE]);
+    commands.push(format!("link del {BRIDGE}"));
+    let Ok(mut child) = Command::new("ip")
+        .args(["-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all((commands.join("\n") + "\n").as_bytes());
+    }
+    let _ = child.wait();
 }
 
 impl Drop for Cluster {
@@ -812,9 +954,18 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_file(&self.pid_file);
         self.agents.clear();
+        if let Some(mut client) = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            let _ = client.child.kill();
+            let _ = client.child.wait();
+        }
         for server in &mut self.servers {
-            let _ = server.child.kill();
-            let _ = server.child.wait();
+            let _ = server.kill();
+            let _ = server.wait();
         }
         remove_network(&self.pods);
         let _ = std::fs::remove_dir_all(&self.manifests);

@@ -43,7 +43,27 @@ fn cluster() -> MutexGuard<'static, Cluster> {
 
 fn build() -> Cluster {
     let started = std::time::Instant::now();
+    let phase = |what: &str| {
+        eprintln!(
+            "two_node: {what} after {:.1} s",
+            started.elapsed().as_secs_f64()
+        )
+    };
     let mut cluster = Cluster::create();
+    phase("nodes and outside");
+    let hostname = std::fs::read_to_string(example("hostname.yaml")).expect("read hostname.yaml");
+    cluster.write_manifest("hostname.yaml", &hostname);
+    cluster.write_manifest("services.yaml", include_str!("two_node/services.yaml"));
+
+    let from_env = std::env::var("IPVS_TWO_NODE_AGENT_ARGS").ok();
+    let args: Vec<&str> = match &from_env {
+        Some(text) => text.split_whitespace().collect(),
+        None => AGENT_ARGS.to_vec(),
+    };
+    // The agents start (tens of seconds under emulation) while the pods
+    // are made: the nodes' uplinks already exist, so kube-ipvs0 comes
+    // after them.
+    cluster.spawn_agents(&args);
     for (node, name, address) in [
         (Node::One, "hostname-1", "10.244.1.54"),
         (Node::One, "hostname-2", "10.244.1.55"),
@@ -61,7 +81,9 @@ fn build() -> Cluster {
     cluster.serve(OUTSIDE, "outside", Protocol::Tcp, 9000);
     // A node daemon on every address of node1, port 9999.
     cluster.serve(Node::One.name(), "node1-daemon", Protocol::Tcp, 9999);
-    cluster.wait_for_servers();
+    phase("pods");
+    cluster.start_servers();
+    phase("servers listening");
 
     for address in ["203.0.113.10", "203.0.113.20"] {
         cluster.route_from_outside(address, Node::One);
@@ -69,16 +91,7 @@ fn build() -> Cluster {
     for address in ["203.0.113.21", "203.0.113.22"] {
         cluster.route_from_outside(address, Node::Two);
     }
-    let hostname = std::fs::read_to_string(example("hostname.yaml")).expect("read hostname.yaml");
-    cluster.write_manifest("hostname.yaml", &hostname);
-    cluster.write_manifest("services.yaml", include_str!("two_node/services.yaml"));
-
-    let from_env = std::env::var("IPVS_TWO_NODE_AGENT_ARGS").ok();
-    let args: Vec<&str> = match &from_env {
-        Some(text) => text.split_whitespace().collect(),
-        None => AGENT_ARGS.to_vec(),
-    };
-    cluster.start_agents(&args);
+    cluster.wait_for_agents();
     eprintln!(
         "two_node: cluster built in {:.1} s, agents run with {args:?}",
         started.elapsed().as_secs_f64()
