@@ -426,7 +426,7 @@ print("ok=%d failed=%d" % (ok, failed), flush=True)
 
 /// The migration under load: the node as kube-proxy left it (its IPVS
 /// virtual server, `kube-ipvs0`, its rules and sets), a client pod sending
-/// 200 requests to the ClusterIP over about ten seconds while the agent
+/// 800 requests to the ClusterIP over about forty seconds while the agent
 /// starts, takes the table over and removes the leftovers: not one request
 /// fails, and the leftovers are gone.
 #[test]
@@ -461,7 +461,7 @@ fn traffic_to_a_cluster_ip_never_fails_while_the_leftovers_go() {
     let started = Instant::now();
     let mut loop_process = Command::new("ip")
         .args(["netns", "exec", &client.name, "python3", "-c", CLIENT_LOOP])
-        .args(["10.1.115.75", "80", "200", "0.05"])
+        .args(["10.1.115.75", "80", "800", "0.05"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the client loop");
@@ -486,7 +486,7 @@ fn traffic_to_a_cluster_ip_never_fails_while_the_leftovers_go() {
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "client loop: {printed}");
     assert!(
-        printed.trim_end().ends_with("ok=200 failed=0"),
+        printed.trim_end().ends_with("ok=800 failed=0"),
         "every request answered (loop took {:?}):\n{printed}\nagent log:\n{}",
         started.elapsed(),
         agent.log_text()
