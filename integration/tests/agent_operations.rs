@@ -425,9 +425,21 @@ nodePortAddresses: [192.168.122.0/24]
         let read = std::fs::read_to_string(format!("/proc/sys/{sysctl}")).expect("read sysctl");
         assert_eq!(read.trim(), value, "{sysctl}");
     }
+    // clusterCIDR is used (the masquerade rule's local-traffic detector);
+    // bindAddress has no effect.
+    let chain = integration::pods::run(&["nft", "list", "chain", "ip", "ipvs-agent", "cluster-ip"]);
     assert!(
-        agent.log_text().contains("have no effect on ipvs-agent")
-            && agent.log_text().contains("clusterCIDR"),
+        chain.contains("ip saddr != 10.244.0.0/16 jump mark-for-masquerade"),
+        "{chain}"
+    );
+    let unused = agent
+        .log_text()
+        .lines()
+        .find(|line| line.contains("have no effect on ipvs-agent"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        unused.contains("bindAddress") && !unused.contains("clusterCIDR"),
         "the unused settings are reported: {}",
         agent.log_text()
     );

@@ -142,3 +142,77 @@ fn the_tables_are_repaired_after_a_ruleset_flush_and_cleanup_leaves_foreign_ones
     assert_foreign_table_intact();
     run(&["nft", "delete", "table", "inet", "foreign-firewall"]);
 }
+
+/// Dual-stack: the agent keeps an `ip6 ipvs-agent` table with the same
+/// rules (the kernel accepts them) and the IPv6 Service's elements.
+#[test]
+fn dual_stack_keeps_an_ipv6_table_with_the_same_rules() {
+    fresh_node();
+    let dir = std::env::temp_dir().join(format!("dual-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a manifest folder");
+    std::fs::write(
+        dir.join("dual.yaml"),
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: dual, namespace: default}
+spec:
+  clusterIP: 10.1.0.80
+  clusterIPs: [10.1.0.80, "fd00:1::80"]
+  ipFamilies: [IPv4, IPv6]
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dual-v6
+  namespace: default
+  labels: {kubernetes.io/service-name: dual}
+addressType: IPv6
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+- addresses: ["fd00:244::5"]
+  conditions: {ready: true}
+  nodeName: node1
+"#,
+    )
+    .expect("write the manifest");
+    let dir_text = dir.display().to_string();
+    let mut args = vec!["run", "--manifests", &dir_text];
+    args.extend(NODE_ARGS);
+    args.extend([
+        "--ip-family",
+        "dual",
+        "--cluster-cidr",
+        "10.244.0.0/16,fd00:244::/64",
+    ]);
+    let mut agent = Agent::start(&args);
+    let first = agent.wait_for_syncs(1, SYNC_TIMEOUT)[0].clone();
+    assert_eq!(
+        first.count("nft_rules_written"),
+        2,
+        "both families' tables: {first:?}"
+    );
+    let table = nft(&["list", "table", "ip6", "ipvs-agent"]);
+    for expected in [
+        "fd00:1::80 . tcp . 80",
+        "fd00:244::5 . fd00:244::5",
+        "ip6 saddr != fd00:244::/64 jump mark-for-masquerade",
+        "ip6 saddr ::1 return",
+        "ct state new ip6 daddr @vips jump vip-filter",
+        "masquerade fully-random",
+    ] {
+        assert!(
+            table.contains(expected),
+            "{expected:?} missing from\n{table}"
+        );
+    }
+    let v4 = nft(&["list", "set", "ip", "ipvs-agent", "cluster-ips"]);
+    assert!(v4.contains("10.1.0.80 . tcp . 80"), "{v4}");
+    assert!(
+        !v4.contains("fd00"),
+        "no IPv6 element in the IPv4 table: {v4}"
+    );
+    agent.stop();
+}
