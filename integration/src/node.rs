@@ -32,6 +32,14 @@ pub fn fresh_node() {
         .args(["link", "del", "kube-ipvs0"])
         .output();
     let _ = Command::new("ip").args(["link", "del", "node0"]).output();
+    // Strict ARP from an earlier test (`--ipvs-strict-arp`, reset by that
+    // test only if it passed) would stop pods from reaching their gateway.
+    for sysctl in [
+        "net/ipv4/conf/all/arp_ignore",
+        "net/ipv4/conf/all/arp_announce",
+    ] {
+        let _ = std::fs::write(format!("/proc/sys/{sysctl}"), "0\n");
+    }
     // The agent's nftables tables from an earlier test (never another's).
     for family in ["ip", "ip6"] {
         let _ = Command::new("nft")
