@@ -413,7 +413,11 @@ fn measure_floor(work: &Path, services: usize, rounds: usize) {
     let add = work.join("floor-add.nft");
     let delete = work.join("floor-delete.nft");
     std::fs::write(&add, Elements::of_extra().nft_lines("add", FLOOR_TABLE)).expect("write");
-    std::fs::write(&delete, Elements::of_extra().nft_lines("delete", FLOOR_TABLE)).expect("write");
+    std::fs::write(
+        &delete,
+        Elements::of_extra().nft_lines("delete", FLOOR_TABLE),
+    )
+    .expect("write");
     for _ in 0..rounds {
         result(
             "floor_add_ms",
@@ -542,9 +546,17 @@ const JUMPS: [(&str, &str, &str); 6] = [
     ("FORWARD", "kubernetes forwarding rules", "KUBE-FORWARD"),
     ("INPUT", "kubernetes health check rules", "KUBE-NODE-PORT"),
     ("INPUT", "kube-proxy firewall rules", "KUBE-PROXY-FIREWALL"),
-    ("FORWARD", "kube-proxy firewall rules", "KUBE-PROXY-FIREWALL"),
+    (
+        "FORWARD",
+        "kube-proxy firewall rules",
+        "KUBE-PROXY-FIREWALL",
+    ),
     ("INPUT", "kubernetes ipvs access filter", "KUBE-IPVS-FILTER"),
-    ("OUTPUT", "kubernetes ipvs access filter", "KUBE-IPVS-OUT-FILTER"),
+    (
+        "OUTPUT",
+        "kubernetes ipvs access filter",
+        "KUBE-IPVS-OUT-FILTER",
+    ),
 ];
 
 /// What kube-proxy's `createAndLinkKubeChain` runs on every sync: one
@@ -622,7 +634,10 @@ fn measure_kube_proxy(work: &Path, services: usize, backend: &str, rounds: usize
     std::fs::write(&initial, iptables_restore_text(true)).expect("write");
     std::fs::write(&rules, iptables_restore_text(false)).expect("write");
     let restore_args = [restore.as_str(), "-w", "5", "--noflush", "--counters"];
-    let ipset_ms = timed_ms(&["ipset", "restore", "-f", &sets.display().to_string()], None);
+    let ipset_ms = timed_ms(
+        &["ipset", "restore", "-f", &sets.display().to_string()],
+        None,
+    );
     let iptables_ms = timed_ms(&restore_args, Some(&initial));
     result(&format!("kp_{backend}_initial_ipset_ms"), ipset_ms);
     result(&format!("kp_{backend}_initial_iptables_ms"), iptables_ms);
@@ -758,7 +773,14 @@ fn main() {
         .filter(|backend| {
             // Usable here: the nat table can be listed in a new namespace.
             Command::new("unshare")
-                .args(["-n", &format!("iptables-{backend}"), "-t", "nat", "-L", "-n"])
+                .args([
+                    "-n",
+                    &format!("iptables-{backend}"),
+                    "-t",
+                    "nat",
+                    "-L",
+                    "-n",
+                ])
                 .output()
                 .is_ok_and(|output| output.status.success())
         })
@@ -782,7 +804,13 @@ fn main() {
         let mut order: Vec<Vec<&str>> = vec![vec!["agent", &work_arg, cycles]];
         order.push(vec!["floor", &work_arg, &services_arg, cycles]);
         for backend in &backends {
-            order.push(vec!["kube-proxy", &work_arg, &services_arg, backend, cycles]);
+            order.push(vec![
+                "kube-proxy",
+                &work_arg,
+                &services_arg,
+                backend,
+                cycles,
+            ]);
         }
         let length = order.len();
         order.rotate_left(round % length);
