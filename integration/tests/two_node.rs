@@ -420,10 +420,12 @@ fn selectorless_service_outside_the_cluster_from_a_node() {
 const RESTART_LOOP_MAX: usize = 400;
 /// ... none started after this long, ...
 const RESTART_LOOP_DEADLINE: Duration = Duration::from_secs(180);
-/// ... this pause between two, except while the restarted agent starts
-/// and makes its first sync (back to back then: the moment a gap would
-/// be in) ...
+/// ... this pause between two, ...
 const RESTART_LOOP_PAUSE: Duration = Duration::from_millis(200);
+/// ... this one while the restarted agent starts and makes its first
+/// sync (about 7 s under emulation, ~20 connections a second back to
+/// back: dense where a gap would be, and room for a slower start) ...
+const RESTART_LOOP_FLUX_PAUSE: Duration = Duration::from_millis(20);
 /// ... and going on this long after that first sync.
 const RESTART_LOOP_AFTER: Duration = Duration::from_secs(3);
 
@@ -498,7 +500,7 @@ fn restart_agent(
         .stderr(log_file)
         .spawn()
         .expect("start ipvs-agent again");
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .args([
             "-c",
             "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -9 \"$2\" 2>/dev/null",
@@ -511,6 +513,13 @@ fn restart_agent(
         .stderr(Stdio::null())
         .spawn()
         .expect("start the restarted agent's watchdog");
+    // Kept, never waited for: it outlives the test (it ends with the test
+    // process).
+    static WATCHDOGS: Mutex<Vec<std::process::Child>> = Mutex::new(Vec::new());
+    WATCHDOGS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(watchdog);
     let restarted_log = || {
         let text = std::fs::read(&agent.log).unwrap_or_default();
         String::from_utf8_lossy(text.get(offset..).unwrap_or_default()).into_owned()
@@ -585,9 +594,11 @@ fn agent_restart_under_a_client_loop_drops_no_connection() {
                     if results.len() >= 5 {
                         started.store(true, Ordering::SeqCst);
                     }
-                    if !in_flux.load(Ordering::SeqCst) {
-                        std::thread::sleep(RESTART_LOOP_PAUSE);
-                    }
+                    std::thread::sleep(if in_flux.load(Ordering::SeqCst) {
+                        RESTART_LOOP_FLUX_PAUSE
+                    } else {
+                        RESTART_LOOP_PAUSE
+                    });
                 }
                 results
             });
