@@ -31,9 +31,9 @@ built=$(date +%s)
 echo "    built in $((built - started)) s"
 
 echo "==== booting the guest (QEMU, software emulation) and running the demo"
-# Through a pipe: the guest's console writes to a file descriptor of its
-# own, which, were stdout a file, would write over this script's lines.
+# Through a pipe (stdout and stderr): the guest console reopens its file
+# descriptor, which, were it a file, would write over this script's lines.
 status=0
-bash integration/scripts/in-guest.sh -- env IPVS_GUEST=1 "$target/debug/demo" | cat || status=$?
+bash integration/scripts/in-guest.sh -- env IPVS_GUEST=1 "$target/debug/demo" 2>&1 | cat || status=$?
 echo "==== demo.sh: $((($(date +%s) - started))) s in all (the guest $(($(date +%s) - built)) s), exit status $status"
 exit "$status"
