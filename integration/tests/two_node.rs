@@ -415,3 +415,290 @@ fn selectorless_service_outside_the_cluster_from_a_node() {
         ("outside", NODE2),
     );
 }
+
+/// The restart test's client loop: at most this many connections, ...
+const RESTART_LOOP_MAX: usize = 400;
+/// ... none started after this long, ...
+const RESTART_LOOP_DEADLINE: Duration = Duration::from_secs(180);
+/// ... this pause between two, ...
+const RESTART_LOOP_PAUSE: Duration = Duration::from_millis(200);
+/// ... this one while the restarted agent starts and makes its first
+/// sync (about 7 s under emulation, ~20 connections a second back to
+/// back: dense where a gap would be, and room for a slower start) ...
+const RESTART_LOOP_FLUX_PAUSE: Duration = Duration::from_millis(20);
+/// ... and going on this long after that first sync.
+const RESTART_LOOP_AFTER: Duration = Duration::from_secs(3);
+
+/// When the restart's steps happened, for the assertions.
+struct Restart {
+    stop_sent: std::time::Instant,
+    stopped_cleanly: bool,
+    spawned: std::time::Instant,
+    first_sync: Option<(std::time::Instant, String)>,
+    /// The restarted agent's log (its part of the node's log file).
+    log: String,
+}
+
+/// The fields of a `synced` log line (`key=value` after ` synced`).
+fn sync_fields(line: &str) -> std::collections::BTreeMap<String, String> {
+    let at = line
+        .find(" synced")
+        .map(|at| at + " synced".len())
+        .unwrap_or(0);
+    line[at..]
+        .split_whitespace()
+        .filter_map(|token| token.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// Stops `agent` (SIGTERM, as a rolling update does) and starts node1's
+/// agent again in its place, as `Cluster::spawn_agents` starts it (same
+/// flags, same manifests, its log appended to the same file, so that
+/// `NodeAgent::sync_count` and the cluster's failure messages go on
+/// working); waits (bounded) for the new agent's first sync. A small
+/// watchdog kills the new agent once the test process is gone (the
+/// cluster's watchdog does not know its pid). `in_flux` is set while the
+/// new agent starts and syncs.
+fn restart_agent(
+    cluster: &Cluster,
+    agent: &mut integration::cluster::NodeAgent,
+    in_flux: &std::sync::atomic::AtomicBool,
+) -> Restart {
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let node = agent.node;
+    let stop_sent = Instant::now();
+    let stopped_cleanly = agent.stop();
+    // A moment with no agent at all on node1.
+    std::thread::sleep(Duration::from_secs(1));
+    let offset = std::fs::metadata(&agent.log).map(|m| m.len()).unwrap_or(0) as usize;
+    let log_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&agent.log)
+        .expect("open the agent's log to append");
+    let from_env = std::env::var("IPVS_TWO_NODE_AGENT_ARGS").ok();
+    let args: Vec<&str> = match &from_env {
+        Some(text) => text.split_whitespace().collect(),
+        None => AGENT_ARGS.to_vec(),
+    };
+    in_flux.store(true, Ordering::SeqCst);
+    let spawned = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", node.name()])
+        .arg(integration::agent::agent_binary())
+        .arg("run")
+        .arg("--manifests")
+        .arg(cluster.manifests())
+        .args(["--node-name", node.name(), "--node-ip", node.ip()])
+        .args(["--healthz-bind-address", "", "--metrics-bind-address", ""])
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start ipvs-agent again");
+    let watchdog = Command::new("sh")
+        .args([
+            "-c",
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -9 \"$2\" 2>/dev/null",
+            "restart-watchdog",
+        ])
+        .arg(std::process::id().to_string())
+        .arg(child.id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the restarted agent's watchdog");
+    // Kept, never waited for: it outlives the test (it ends with the test
+    // process).
+    static WATCHDOGS: Mutex<Vec<std::process::Child>> = Mutex::new(Vec::new());
+    WATCHDOGS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(watchdog);
+    let restarted_log = || {
+        let text = std::fs::read(&agent.log).unwrap_or_default();
+        String::from_utf8_lossy(text.get(offset..).unwrap_or_default()).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first_sync = loop {
+        if let Some(line) = restarted_log()
+            .lines()
+            .find(|line| line.contains(" synced"))
+        {
+            break Some((Instant::now(), line.to_owned()));
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    in_flux.store(false, Ordering::SeqCst);
+    Restart {
+        stop_sent,
+        stopped_cleanly,
+        spawned,
+        first_sync,
+        log: restarted_log(),
+    }
+}
+
+/// node1's agent is stopped and started again under a bounded loop of
+/// connections from node1 itself to a ClusterIP whose only pod is on
+/// node2 (`two`, 10.96.0.12 -> web-2): the node's own traffic needs the
+/// agent's masquerade (without it the source is the VIP and the reply
+/// never comes back), so a moment without the rules would fail a
+/// connection. None fails: the stopped agent leaves the kernel's tables
+/// as they are, and the restarted one, which knows nothing of the rules
+/// it finds, writes them again (`nft_rules_written=1`) in one
+/// flush-and-add transaction, no gap. The cluster is left as it was:
+/// node1's agent running again and synced.
+#[test]
+fn agent_restart_under_a_client_loop_drops_no_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let mut cluster = cluster();
+    let target = ("10.96.0.12", 80);
+    assert_answer(
+        &cluster,
+        Node::One.name(),
+        Protocol::Tcp,
+        target,
+        ("web-2", NODE1),
+    );
+    let mut agents = std::mem::take(&mut cluster.agents);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster: &Cluster = &cluster;
+        let node1 = agents
+            .iter_mut()
+            .find(|agent| agent.node == Node::One)
+            .expect("node1 has an agent");
+        let done = AtomicBool::new(false);
+        let in_flux = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let client_loop = scope.spawn(|| {
+                let deadline = Instant::now() + RESTART_LOOP_DEADLINE;
+                let mut results = Vec::new();
+                while !done.load(Ordering::SeqCst)
+                    && results.len() < RESTART_LOOP_MAX
+                    && Instant::now() < deadline
+                {
+                    let at = Instant::now();
+                    let answer = cluster.tcp(Node::One.name(), target.0, target.1, TIMEOUT);
+                    results.push((at, answer));
+                    if results.len() >= 5 {
+                        started.store(true, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(if in_flux.load(Ordering::SeqCst) {
+                        RESTART_LOOP_FLUX_PAUSE
+                    } else {
+                        RESTART_LOOP_PAUSE
+                    });
+                }
+                results
+            });
+            // Ends the loop however the restart goes (a panic included).
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let restart = {
+                let _done = Done(&done);
+                let wait_until = Instant::now() + Duration::from_secs(30);
+                while !started.load(Ordering::SeqCst) && Instant::now() < wait_until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let restart = restart_agent(cluster, node1, &in_flux);
+                std::thread::sleep(RESTART_LOOP_AFTER);
+                restart
+            };
+            let results = client_loop.join().expect("the client loop panicked");
+            (restart, results)
+        })
+    }));
+    // Back in the shared cluster whatever happened.
+    cluster.agents = agents;
+    let (restart, results) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let Some((synced_at, first_sync)) = &restart.first_sync else {
+        panic!(
+            "node1's restarted agent made no sync within 90 s; its log:\n{}",
+            restart.log
+        );
+    };
+    assert!(
+        restart.stopped_cleanly,
+        "node1's agent did not exit cleanly on SIGTERM"
+    );
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(at, answer)| match answer {
+            Ok(answer) if *answer == Answer::new("web-2", NODE1) => None,
+            Ok(answer) => Some(format!(
+                "at +{:.2} s: answered by {answer}, expected web-2 seeing {NODE1}",
+                at.duration_since(restart.stop_sent).as_secs_f64()
+            )),
+            Err(error) => Some(format!(
+                "at +{:.2} s: {error}",
+                at.duration_since(restart.stop_sent).as_secs_f64()
+            )),
+        })
+        .collect();
+    let since_stop = |at: Instant| {
+        if at >= restart.stop_sent {
+            format!(
+                "+{:.2} s",
+                at.duration_since(restart.stop_sent).as_secs_f64()
+            )
+        } else {
+            format!(
+                "-{:.2} s",
+                restart.stop_sent.duration_since(at).as_secs_f64()
+            )
+        }
+    };
+    let summary = format!(
+        "{} connections from node1 to {}:{}, {} failed; first {}, last {} (times since the SIGTERM; \
+         agent started again at {}, its first sync logged by {}); first sync: {first_sync}",
+        results.len(),
+        target.0,
+        target.1,
+        failed.len(),
+        since_stop(results.first().map(|(at, _)| *at).unwrap_or(restart.stop_sent)),
+        since_stop(results.last().map(|(at, _)| *at).unwrap_or(restart.stop_sent)),
+        since_stop(restart.spawned),
+        since_stop(*synced_at),
+    );
+    eprintln!("two_node restart: {summary}");
+    assert!(
+        failed.is_empty(),
+        "{summary}\nfailed:\n{}\n{}",
+        failed.join("\n"),
+        cluster.describe()
+    );
+    let (first_at, last_at) = (results[0].0, results[results.len() - 1].0);
+    assert!(
+        first_at < restart.stop_sent && last_at > *synced_at,
+        "the loop must span the restart: {summary}"
+    );
+    let fields = sync_fields(first_sync);
+    assert_eq!(
+        fields.get("nft_rules_written").map(String::as_str),
+        Some("1"),
+        "the restarted agent's first sync rewrites its rules (one family): {first_sync}"
+    );
+    // Still synced and answering afterwards.
+    assert_answer(
+        &cluster,
+        Node::One.name(),
+        Protocol::Tcp,
+        target,
+        ("web-2", NODE1),
+    );
+}
