@@ -200,6 +200,7 @@ where
     Fut: Future<Output = Result<SyncEngine<K>, RunError>>,
 {
     tokio::pin!(shutdown);
+    observers.loop_started();
     if !source.ready() {
         info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
     }
@@ -344,10 +345,15 @@ fn after_sync<K: Kernel>(
     }
 }
 
-/// Hands a report to the observers; after a full sync (which re-read the
-/// kernel's counters) also the view, for the per-server metrics.
+/// Hands a report to the observers, and the Services' health checks; after
+/// a full sync (which re-read the kernel's counters) also the view, for
+/// the per-server metrics.
 fn synced<K: Kernel>(observers: &mut Observers, engine: &SyncEngine<K>, report: &SyncReport) {
     observers.synced(report);
+    if report.kind != SyncKind::Drain {
+        let addresses = engine.health_check_addresses();
+        observers.health_checks(engine.health_checks(), addresses.as_ref());
+    }
     if report.kind == SyncKind::Full && observers.wants_server_metrics() {
         let ownership = engine.ownership();
         observers.update_server_metrics(engine.kernel_view(), |key| ownership.owns(key));

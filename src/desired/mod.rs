@@ -8,6 +8,8 @@
 //!   made on (`--nodeport-addresses`).
 //! - [`endpoints`]: which endpoints become real servers (port matching,
 //!   conditions, traffic policies, legacy Endpoints mirroring).
+//! - [`health_check`]: the `healthCheckNodePort` a Service needs served
+//!   and the local endpoint count it answers with.
 //! - [`netfilter`]: which elements of the agent's nftables sets a Service
 //!   needs (masquerade, source ranges, hairpin, the VIP filter's ports).
 //!
@@ -20,6 +22,7 @@
 //! still programmed, and one bad Service never stops the others.
 
 pub mod endpoints;
+pub mod health_check;
 pub mod netfilter;
 pub mod node_addresses;
 pub mod virtual_servers;
@@ -94,6 +97,8 @@ pub struct ServiceDesired {
     pub elements: SetElements,
     /// Problems that made parts of it be skipped (the rest is in `table`).
     pub problems: Vec<FieldError>,
+    /// Its `healthCheckNodePort` server, if it needs one ([`health_check`]).
+    pub health_check: Option<health_check::HealthCheck>,
     /// Whether a Local traffic policy left it without endpoints on this
     /// node although the cluster has some (kube-proxy's
     /// `sync_proxy_rules_no_local_endpoints_total`).

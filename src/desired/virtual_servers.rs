@@ -28,6 +28,7 @@ use netlink_ipvs::{
 };
 
 use super::endpoints::{collect, select, EndpointSets, PortMatch};
+use super::health_check;
 use super::netfilter::{self, hairpin, vip, ServiceSets};
 use super::node_addresses::nodeport_addresses;
 use super::{port_number, FieldError, ServiceDesired};
@@ -241,6 +242,8 @@ fn build(
         external_local: policy.external_local,
         source_ranges: &source_ranges,
     };
+    desired.health_check =
+        health_check::health_check(service_ref, service, spec, cluster, &node.name, settings);
     if addresses.service_type == "LoadBalancer" && policy.external_local {
         netfilter::health_check_port(
             service_ref,

@@ -18,6 +18,7 @@ use netlink_ipvs::IpvsServiceKey;
 use tracing::warn;
 
 use super::report::DesiredTotals;
+use crate::desired::health_check::HealthCheck;
 use crate::desired::{conflict, desired_for_service, FieldError, NoLocalEndpoints};
 use crate::model::netfilter::{SetElement, SetElements};
 use crate::model::{ClusterState, NodeContext, ObjectRef, ProxySettings, Table};
@@ -62,6 +63,8 @@ pub struct DesiredIndex {
     /// The elements of the Services recomputed since the last
     /// [`DesiredIndex::take_touched_elements`] (old and new ones).
     touched_elements: SetElements,
+    /// The health-check ports Services need served, with their counts.
+    health_checks: BTreeMap<ObjectRef, HealthCheck>,
     /// Totals over `services` and `table`, kept as they change.
     totals: DesiredTotals,
     /// The problems last reported per Service (to log each only once).
@@ -96,6 +99,11 @@ impl DesiredIndex {
     /// Whether some Service needs `element`.
     pub fn wants_element(&self, element: &SetElement) -> bool {
         self.wanted_elements.contains_key(element)
+    }
+
+    /// The `healthCheckNodePort` servers Services need, by Service.
+    pub fn health_checks(&self) -> &BTreeMap<ObjectRef, HealthCheck> {
+        &self.health_checks
     }
 
     /// The elements whose wanted state may have changed since the last
@@ -164,6 +172,9 @@ impl DesiredIndex {
             *self.wanted_elements.entry(*element).or_default() += 1;
         }
         self.touched_elements.extend(new.elements.iter().copied());
+        if let Some(check) = new.health_check {
+            self.health_checks.insert(service.clone(), check);
+        }
         self.totals.no_local_internal += usize::from(new.no_local_endpoints.internal);
         self.totals.no_local_external += usize::from(new.no_local_endpoints.external);
         self.services.insert(
@@ -181,6 +192,7 @@ impl DesiredIndex {
     /// Takes out what `service` contributed; returns its virtual servers.
     fn forget(&mut self, service: &ObjectRef) -> BTreeSet<IpvsServiceKey> {
         let mut touched = BTreeSet::new();
+        self.health_checks.remove(service);
         let Some(old) = self.services.remove(service) else {
             return touched;
         };

@@ -44,7 +44,7 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -56,6 +56,8 @@ pub use report::{SyncKind, SyncReport};
 use self::apply::reread;
 use self::index::DesiredIndex;
 use self::netfilter::NetfilterView;
+use crate::desired::health_check::HealthCheck;
+use crate::desired::node_addresses::nodeport_addresses;
 use crate::diff::{Draining, Ownership};
 use crate::model::node::is_ipv6_link_local;
 use crate::model::{
@@ -156,6 +158,22 @@ impl<K: Kernel> SyncEngine<K> {
             .copied()
             .collect();
         Ownership::new(&self.settings, bound, &self.node.local_addresses)
+    }
+
+    /// The `healthCheckNodePort` servers the Services need, with their
+    /// local endpoint counts (as of the last sync).
+    pub fn health_checks(&self) -> &BTreeMap<ObjectRef, HealthCheck> {
+        self.desired.health_checks()
+    }
+
+    /// Where health-check ports are served: `None` for every address
+    /// (no `--nodeport-addresses`, as kube-proxy listens on `0.0.0.0`),
+    /// else the NodePort addresses.
+    pub fn health_check_addresses(&self) -> Option<BTreeSet<IpAddr>> {
+        if self.settings.nodeport_addresses.is_all() {
+            return None;
+        }
+        Some(nodeport_addresses(&self.node, &self.settings))
     }
 
     /// Whether some real servers are draining.

@@ -37,3 +37,46 @@ pub struct NodeContext {
     /// `plan`, the `--node-ip` addresses on a nameless interface).
     pub local_addresses: Vec<LocalAddress>,
 }
+
+/// The taint the cluster autoscaler puts on a node before deleting it.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Whether a Node is eligible for traffic, as kube-proxy's `SyncNode`
+/// decides: not being deleted and not tainted `ToBeDeletedByClusterAutoscaler`.
+pub fn node_eligible(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    let deleting = node.metadata.deletion_timestamp.is_some();
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.taints.as_ref())
+        .is_some_and(|taints| taints.iter().any(|taint| taint.key == TO_BE_DELETED_TAINT));
+    !deleting && !tainted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_eligibility_is_kube_proxys() {
+        use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let tainted = |key: &str| Node {
+            spec: Some(NodeSpec {
+                taints: Some(vec![Taint {
+                    key: key.to_owned(),
+                    effect: "NoSchedule".to_owned(),
+                    ..Taint::default()
+                }]),
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
+        };
+        assert!(node_eligible(&Node::default()));
+        assert!(node_eligible(&tainted("node.kubernetes.io/unschedulable")));
+        assert!(!node_eligible(&tainted(TO_BE_DELETED_TAINT)));
+        let mut deleting = Node::default();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert!(!node_eligible(&deleting));
+    }
+}

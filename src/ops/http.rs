@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::{info, warn};
 
 use super::health::Health;
-use super::metrics::ServerMetrics;
+use super::metrics::{self, ServerMetrics};
 
 /// A server could not start listening.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,16 @@ fn health_answer(health: &Health, check_node: bool) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body)).into_response()
+    metrics::record_health_check(check_node, code.as_u16());
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn spawn_server(
@@ -102,6 +111,7 @@ pub async fn serve_metrics(
             .route(
                 "/metrics",
                 get(|State(state): State<MetricsState>| async move {
+                    metrics::record_api_unreachable(state.health.api_unreachable_for());
                     let mut text = state.prometheus.render();
                     text.push_str(&state.servers.text());
                     (

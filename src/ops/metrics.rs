@@ -76,6 +76,27 @@ fn describe() {
         "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
         "Services with a Local traffic policy (label traffic_policy: internal or external) and no endpoint on this node"
     );
+    describe_counter!(
+        "kubeproxy_proxy_healthz_total",
+        "/healthz answers, by HTTP code"
+    );
+    describe_counter!(
+        "kubeproxy_proxy_livez_total",
+        "/livez answers, by HTTP code"
+    );
+    describe_gauge!(
+        "ipvs_agent_api_unreachable_seconds",
+        metrics::Unit::Seconds,
+        "How long the API server has been unreachable (0 while it answers); health checks do not depend on it"
+    );
+    describe_gauge!(
+        "ipvs_agent_health_check_ports",
+        "healthCheckNodePort servers open"
+    );
+    describe_counter!(
+        "ipvs_agent_health_check_bind_failures_total",
+        "Attempts to open a Service's healthCheckNodePort that failed (retried after each sync)"
+    );
     describe_gauge!(
         "ipvs_agent_virtual_servers",
         "Virtual servers the agent programs"
@@ -110,6 +131,22 @@ fn describe() {
         "ipvs_agent_nftables_rules_written_total",
         "Times a family's nftables rules were written (at start, and to repair drift)"
     );
+}
+
+/// Counts an answer of `/healthz` (`check_node`) or `/livez` by code
+/// (kube-proxy's `kubeproxy_proxy_healthz_total`, `..._livez_total`).
+pub fn record_health_check(check_node: bool, code: u16) {
+    let name = if check_node {
+        "kubeproxy_proxy_healthz_total"
+    } else {
+        "kubeproxy_proxy_livez_total"
+    };
+    counter!(name, "code" => code.to_string()).increment(1);
+}
+
+/// How long the API server has been unreachable (0 while it answers).
+pub fn record_api_unreachable(outage: Option<Duration>) {
+    gauge!("ipvs_agent_api_unreachable_seconds").set(outage.map_or(0.0, |d| d.as_secs_f64()));
 }
 
 /// Records a completed sync: its duration and messages, and the size of

@@ -6,12 +6,16 @@
 //! - [`metrics`]: the Prometheus metrics and the per-server counters.
 //! - [`node_events`]: Kubernetes Events on the agent's Node.
 //! - [`http`]: the HTTP servers for health and metrics.
+//! - [`service_health`]: the Services' `healthCheckNodePort` servers.
 
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod node_events;
+pub mod service_health;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use netlink_ipvs::IpvsServiceKey;
@@ -20,8 +24,10 @@ use tracing::info;
 use self::health::Health;
 use self::metrics::ServerMetrics;
 use self::node_events::NodeEvents;
+use self::service_health::ServiceHealthServers;
+use crate::desired::health_check::HealthCheck;
 use crate::engine::report::{SyncKind, SyncReport};
-use crate::model::Table;
+use crate::model::{ObjectRef, Table};
 
 /// Everything that observes the agent's work, fed by the driver.
 #[derive(Debug)]
@@ -29,6 +35,7 @@ pub struct Observers {
     health: Health,
     server_metrics: ServerMetrics,
     events: Option<NodeEvents>,
+    service_health: ServiceHealthServers,
     /// EndpointSlice and Service changes received since the last sync.
     endpoint_changes: usize,
     service_changes: usize,
@@ -39,12 +46,29 @@ impl Observers {
     /// when there is an API server, Events on the agent's Node.
     pub fn new(health: Health, server_metrics: ServerMetrics, events: Option<NodeEvents>) -> Self {
         Self {
+            service_health: ServiceHealthServers::new(health.clone(), events.clone()),
             health,
             server_metrics,
             events,
             endpoint_changes: 0,
             service_changes: 0,
         }
+    }
+
+    /// The run loop started: from now on, updates that wait too long for
+    /// a sync fail the health checks (kube-proxy's `SyncLoop` start).
+    pub fn loop_started(&self) {
+        self.health.loop_started();
+    }
+
+    /// After a sync: the Services' health-check ports and counts, served
+    /// on `addresses` (`None`: every address).
+    pub fn health_checks(
+        &mut self,
+        checks: &BTreeMap<ObjectRef, HealthCheck>,
+        addresses: Option<&BTreeSet<IpAddr>>,
+    ) {
+        self.service_health.sync(checks, addresses);
     }
 
     /// The agent is about to program the node for the first time.

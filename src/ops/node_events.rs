@@ -1,6 +1,7 @@
 //! Kubernetes Events on the agent's Node, as kube-proxy records them: one
 //! when the agent starts, and warnings when a sync fails or the kernel
-//! refuses operations. Published in the background through kube-runtime's
+//! refuses operations; and on a Service whose health-check port cannot
+//! be opened. Published in the background through kube-runtime's
 //! event recorder (events.k8s.io/v1; repeated events become a series);
 //! a failure to publish is logged and never stops the agent.
 
@@ -10,6 +11,7 @@ use kube::Client;
 use tracing::debug;
 
 use crate::engine::report::SyncReport;
+use crate::model::ObjectRef;
 
 /// Publishes Events about the agent on its Node.
 #[derive(Clone)]
@@ -48,8 +50,19 @@ impl NodeEvents {
     }
 
     fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        self.publish_on(self.node.clone(), type_, reason, action, note);
+    }
+
+    fn publish_on(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let recorder = self.recorder.clone();
-        let node = self.node.clone();
+        let node = regarding;
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -59,7 +72,7 @@ impl NodeEvents {
         };
         tokio::spawn(async move {
             if let Err(error) = recorder.publish(&event, &node).await {
-                debug!(%error, reason = event.reason, "publishing an Event on the Node");
+                debug!(%error, reason = event.reason, "publishing an Event");
             }
         });
     }
@@ -71,6 +84,29 @@ impl NodeEvents {
             "Starting",
             "Start",
             format!("Starting ipvs-agent {}.", env!("CARGO_PKG_VERSION")),
+        );
+    }
+
+    /// A Service's health-check port could not be opened (kube-proxy:
+    /// `FailedToStartServiceHealthcheck` on the Service, its name as UID).
+    pub fn health_check_failed(&self, service: &ObjectRef, port: u16, error: &str) {
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(service.namespace.clone()),
+            name: Some(service.name.clone()),
+            uid: Some(service.to_string()),
+            ..ObjectReference::default()
+        };
+        let node = self.node.name.as_deref().unwrap_or_default();
+        self.publish_on(
+            regarding,
+            EventType::Warning,
+            "FailedToStartServiceHealthcheck",
+            "Listen",
+            format!(
+                "node {node} failed to start healthcheck \"{service}\" on port {port}: {error}"
+            ),
         );
     }
 

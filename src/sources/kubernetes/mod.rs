@@ -133,7 +133,7 @@ impl Source for KubernetesSource {
         let (received, event) = self.changes.recv().await?;
         let node_eligible = match &event {
             WatchEvent::Node(Event::Apply(node) | Event::InitApply(node)) => {
-                Some(node.metadata.deletion_timestamp.is_none())
+                Some(crate::model::node::node_eligible(node))
             }
             _ => None,
         };

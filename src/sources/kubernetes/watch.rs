@@ -10,7 +10,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::store::WatchEvent;
 use crate::ops::health::Health;
@@ -42,7 +42,7 @@ pub fn spawn_watcher<K, F>(
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {
-                    health.api_answered();
+                    api_answered(&health);
                     // Stamped on receipt, so time spent queued behind a
                     // sync counts in the event-to-ACK time.
                     if sender.send((Instant::now(), wrap(event))).await.is_err() {
@@ -50,12 +50,24 @@ pub fn spawn_watcher<K, F>(
                     }
                 }
                 Err(error) => {
-                    health.api_failed();
+                    if health.api_failed() {
+                        warn!("the API server is unreachable; the kernel table is kept as it is, health checks are unaffected (ipvs_agent_api_unreachable_seconds)");
+                    }
                     warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is")
                 }
             }
         }
     });
+}
+
+/// Tells `health` the API server answered, logging the end of an outage.
+fn api_answered(health: &Health) {
+    if let Some(outage) = health.api_answered() {
+        info!(
+            outage_seconds = outage.as_secs_f64(),
+            "the API server is reachable again"
+        );
+    }
 }
 
 /// While the API server is known to be unreachable (a watcher failed and
@@ -67,7 +79,7 @@ pub fn spawn_reachability_probe(client: Client, health: Health) {
         loop {
             every.tick().await;
             if health.api_unreachable() && client.apiserver_version().await.is_ok() {
-                health.api_answered();
+                api_answered(&health);
             }
         }
     });
