@@ -702,3 +702,170 @@ fn agent_restart_under_a_client_loop_drops_no_connection() {
         ("web-2", NODE1),
     );
 }
+
+/// A LoadBalancer Service with `externalTrafficPolicy: Local` and a
+/// `healthCheckNodePort` (32140), its one endpoint on `on`: the manifest.
+fn health_checked_service(endpoint: (&str, Node)) -> String {
+    let (address, node) = endpoint;
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: checked, namespace: default}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32140
+  selector: {{app: checked}}
+  clusterIP: 10.96.0.40
+  ports:
+  - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30140}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: checked-x1y2z
+  namespace: default
+  labels: {{kubernetes.io/service-name: checked}}
+addressType: IPv4
+ports:
+- {{name: http, protocol: TCP, port: 8080}}
+endpoints:
+- addresses: [\"{address}\"]
+  conditions: {{ready: true}}
+  nodeName: {}
+",
+        node.name()
+    )
+}
+
+/// `curl -i http://NODE:32140/any/path` from outside: (status, the
+/// endpoint-weight header, the parsed body).
+fn health_check_from_outside(node_ip: &str) -> (u16, String, serde_json::Value) {
+    let url = format!("http://{node_ip}:32140/any/path");
+    let text =
+        integration::cluster::run_in(OUTSIDE, &["curl", "-s", "-i", "--max-time", "5", &url]);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer from {url}: {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status from {url}: {head}"));
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "application/json", "{head}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{head}");
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{url}: {e}: {body:?}"));
+    (status, header("x-load-balancing-endpoint-weight"), body)
+}
+
+/// Asserts what both nodes' health-check ports answer from outside, as
+/// kube-proxy's: 200 with `localEndpoints: 1` on `with`, 503 with 0 on
+/// the other.
+fn assert_health_checks(cluster: &Cluster, with: Node) {
+    for node in Node::ALL {
+        let (status, weight, body) = health_check_from_outside(node.ip());
+        let local = usize::from(node == with);
+        let expected_status = if local == 1 { 200 } else { 503 };
+        assert_eq!(
+            (status, weight.as_str()),
+            (expected_status, local.to_string().as_str()),
+            "health check of {node} (endpoint on {with}): {body}\n{}",
+            cluster.agent_logs()
+        );
+        assert_eq!(body["localEndpoints"], local, "{node}: {body}");
+        assert_eq!(body["serviceProxyHealthy"], true, "{node}: {body}");
+        assert_eq!(body["service"]["namespace"], "default", "{body}");
+        assert_eq!(body["service"]["name"], "checked", "{body}");
+    }
+}
+
+/// The `healthCheckNodePort` of an eTP Local LoadBalancer Service, read
+/// by curl from outside as a cloud load balancer would: 200/1 on the node
+/// with the endpoint, 503/0 on the other; when the endpoint moves, both
+/// answers change with the one sync that follows; when the Service goes,
+/// the port closes.
+#[test]
+fn health_check_node_port_follows_the_local_endpoint() {
+    let mut cluster = cluster();
+    cluster.write_manifest(
+        "health-check.yaml",
+        &health_checked_service(("10.244.2.20", Node::Two)),
+    );
+    let wait_one_sync = |cluster: &mut Cluster, before: &[usize]| {
+        for (agent, before) in cluster.agents.iter_mut().zip(before) {
+            agent.wait_for_syncs(before + 1, Duration::from_secs(60));
+        }
+    };
+    let counts = |cluster: &Cluster| -> Vec<usize> {
+        cluster
+            .agents
+            .iter()
+            .map(|agent| agent.sync_count())
+            .collect()
+    };
+    // The first answer may need the sync of the new file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while exec_status(OUTSIDE, &format!("http://{NODE2}:32140/")) != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node2's health-check port never answered 200\n{}",
+            cluster.agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_health_checks(&cluster, Node::Two);
+
+    // The endpoint moves to node1 (client-1's server): one sync each.
+    let before = counts(&cluster);
+    cluster.write_manifest(
+        "health-check.yaml",
+        &health_checked_service(("10.244.1.10", Node::One)),
+    );
+    wait_one_sync(&mut cluster, &before);
+    assert_health_checks(&cluster, Node::One);
+
+    // The Service goes: so does its port, on both nodes.
+    let before = counts(&cluster);
+    std::fs::remove_file(cluster.manifests().join("health-check.yaml"))
+        .expect("remove the manifest");
+    wait_one_sync(&mut cluster, &before);
+    for node in Node::ALL {
+        assert_eq!(
+            exec_status(OUTSIDE, &format!("http://{}:32140/", node.ip())),
+            None,
+            "{node}'s health-check port is closed with its Service"
+        );
+    }
+}
+
+/// The HTTP status `curl` gets from `url` in `ns` (`None`: no answer).
+fn exec_status(ns: &str, url: &str) -> Option<u16> {
+    let output = integration::cluster::exec_in(
+        ns,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            url,
+        ],
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()
+        .filter(|code| *code != 0)
+}
