@@ -17,6 +17,7 @@ fn root() -> PathBuf {
 fn node() -> NodeContext {
     NodeContext {
         name: "node1".into(),
+        zone: None,
         primary_addresses: vec!["192.168.122.10".parse().unwrap()],
         local_addresses: vec![LocalAddress {
             address: "192.168.122.10".parse().unwrap(),

@@ -46,6 +46,7 @@ fn web_ref() -> ObjectRef {
 fn node() -> NodeContext {
     NodeContext {
         name: "node1".into(),
+        zone: None,
         primary_addresses: vec![ip("192.168.1.5")],
         local_addresses: vec![
             LocalAddress {

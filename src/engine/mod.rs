@@ -115,6 +115,7 @@ impl<K: Kernel> SyncEngine<K> {
             settings,
             node: NodeContext {
                 name: node_name,
+                zone: None,
                 primary_addresses,
                 local_addresses: Vec::new(),
             },
@@ -156,6 +157,18 @@ impl<K: Kernel> SyncEngine<K> {
             .copied()
             .collect();
         Ownership::new(&self.settings, bound, &self.node.local_addresses)
+    }
+
+    /// The node's zone, as the desired state is computed with it.
+    pub fn node_zone(&self) -> Option<&str> {
+        self.node.zone.as_deref()
+    }
+
+    /// Sets the node's zone (its `topology.kubernetes.io/zone` label) for
+    /// the Services recomputed from now on; the caller marks every
+    /// Service changed (topology reads the zone for all of them).
+    pub fn set_node_zone(&mut self, zone: Option<String>) {
+        self.node.zone = zone;
     }
 
     /// Whether some real servers are draining.
