@@ -469,4 +469,55 @@ mod tests {
         ]);
         assert_eq!(names(changed_services(&before, &moved)), vec!["a", "b"]);
     }
+
+    #[test]
+    fn the_node_named_like_the_agents_gives_its_zone_and_other_nodes_are_ignored() {
+        let text = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: node1
+  labels:
+    topology.kubernetes.io/zone: zone-a
+    kubernetes.io/hostname: node1
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node2
+  labels:
+    topology.kubernetes.io/zone: "not a valid label value!"
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node3
+---
+apiVersion: v2
+kind: Node
+metadata:
+  name: node4
+"#;
+        let mut loaded = LoadedManifests::default();
+        load_text(Path::new("nodes.yaml"), text, &mut loaded);
+        assert_eq!(loaded.zone_of_node("node1"), Some("zone-a".to_owned()));
+        assert_eq!(
+            loaded.zone_of_node("node2"),
+            Some("not a valid label value!".to_owned()),
+            "a label value is a string, whatever the API server would say of it"
+        );
+        assert_eq!(loaded.zone_of_node("node3"), None, "no label");
+        assert_eq!(loaded.zone_of_node("node9"), None, "no such Node");
+        assert_eq!(
+            loaded
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "nodes.yaml: document 4: Node default/node4: apiVersion: \"v2\" is not v1 (the Node is skipped)"
+            ]
+        );
+        assert!(loaded.cluster.services().is_empty());
+    }
 }

@@ -308,6 +308,22 @@ mod tests {
     }
 
     #[test]
+    fn the_nodes_zone_follows_its_label() {
+        let node = |labels: serde_json::Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "node1", "labels": labels}}))
+                .unwrap()
+        };
+        let mut store = Store::default();
+        let touched = store.apply(WatchEvent::Node(Event::Apply(node(
+            json!({"topology.kubernetes.io/zone": "zone-a"}),
+        ))));
+        assert!(touched.is_empty(), "the driver marks the Services itself");
+        assert_eq!(store.node_zone.as_deref(), Some("zone-a"));
+        store.apply(WatchEvent::Node(Event::Apply(node(json!({"other": "x"})))));
+        assert_eq!(store.node_zone, None, "label removed");
+    }
+
+    #[test]
     fn node_internal_addresses_are_its_primary_addresses() {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "node1"},
         "status": {"addresses": [
