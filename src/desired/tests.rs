@@ -1130,6 +1130,18 @@ fn local_policies_ignore_hints() {
     );
 }
 
+/// A virtual server and its real servers, as [`summary`] gives them.
+type VirtualServerSummary<'a> = (&'a str, Vec<String>);
+
+/// What the case is, the Service, its virtual servers, and the
+/// `(internal, external)` no-local-endpoint flags.
+type FallbackCase<'a> = (
+    &'a str,
+    Service,
+    Vec<VirtualServerSummary<'a>>,
+    (bool, bool),
+);
+
 #[test]
 fn local_policies_without_a_local_endpoint_fall_back_as_kube_proxys_ipvs_proxier() {
     let settings = ProxySettings {
@@ -1154,7 +1166,7 @@ fn local_policies_without_a_local_endpoint_fall_back_as_kube_proxys_ipvs_proxier
     let only_a = vec!["10.244.0.2:8080".to_owned()];
     let none: Vec<String> = vec![];
     #[rustfmt::skip]
-    let cases: Vec<(&str, Service, Vec<(&str, Vec<String>)>, (bool, bool))> = vec![
+    let cases: Vec<FallbackCase<'_>> = vec![
         ("eTP Local: the NodePort, externalIP and LoadBalancer IP get the (topology-aware) \
           cluster endpoints so that this node's pods still reach them (kubernetes PR 97081)",
             with_lb(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.10",
