@@ -9,6 +9,8 @@
 //! - Each change marks the Services it touches; after the coalescing
 //!   window (`--ipvs-min-sync-period` since the last sync; none for files)
 //!   only those are recomputed and diffed.
+//! - A change of the node's zone (its Node's `topology.kubernetes.io/zone`
+//!   label, which topology-aware routing reads) marks every Service.
 //! - The periodic resync re-reads the kernel and repairs drift, covering
 //!   the changes still pending.
 //! - Every report goes to the [`Observers`]; a sync that fails is retried
@@ -27,7 +29,7 @@ use tracing::{info, warn};
 use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
 use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
 use crate::model::settings::LocalTrafficDetector;
-use crate::model::{ObjectRef, ProxySettings};
+use crate::model::{ClusterState, ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
 use crate::system::kube_proxy_leftovers::remove_kube_proxy_leftovers;
@@ -166,6 +168,13 @@ impl Pending {
         }
     }
 
+    /// Marks every Service of `cluster` (the node's zone changed, and
+    /// topology reads it for all of them).
+    fn mark_all(&mut self, cluster: &ClusterState, received: Instant) {
+        self.since.get_or_insert(received);
+        self.services.extend(cluster.services().keys().cloned());
+    }
+
     fn take(&mut self) -> (BTreeSet<ObjectRef>, Option<Instant>) {
         (std::mem::take(&mut self.services), self.since.take())
     }
@@ -230,6 +239,7 @@ where
         pod_cidrs: source.node_pod_cidrs(),
     })
     .await?;
+    engine.set_node_zone(source.node_zone());
     observers.starting();
     let report = engine
         .full_sync(source.cluster())
@@ -252,7 +262,14 @@ where
             _ = &mut shutdown => return shut_down(),
             change = source.next_change() => {
                 let Some(change) = change else { return Ok(()) };
+                let received = change.received;
                 pending.receive(change, &mut observers);
+                let zone = source.node_zone();
+                if zone.as_deref() != engine.node_zone() {
+                    info!(zone = ?zone, "the node's zone changed; recomputing every Service");
+                    engine.set_node_zone(zone);
+                    pending.mark_all(source.cluster(), received);
+                }
             }
             _ = tokio::time::sleep(coalesce), if !pending.services.is_empty() => {
                 let (services, since) = pending.take();

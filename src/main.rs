@@ -648,8 +648,11 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
             let observers = Observers::new(health, server_metrics, Some(events));
             ipvs_agent::driver::run(source, settings, options, observers, shutdown).await?;
         } else {
-            let source =
-                ManifestSource::open(args.manifests.clone(), args.manifests_poll_interval)?;
+            let source = ManifestSource::open(
+                args.manifests.clone(),
+                node_name.clone(),
+                args.manifests_poll_interval,
+            )?;
             let observers = Observers::new(health, server_metrics, None);
             ipvs_agent::driver::run(source, settings, options, observers, shutdown).await?;
         }

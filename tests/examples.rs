@@ -17,6 +17,7 @@ fn root() -> PathBuf {
 fn node() -> NodeContext {
     NodeContext {
         name: "node1".into(),
+        zone: None,
         primary_addresses: vec!["192.168.122.10".parse().unwrap()],
         local_addresses: vec![LocalAddress {
             address: "192.168.122.10".parse().unwrap(),
@@ -173,4 +174,43 @@ fn a_directory_loads_every_yaml_file_in_it() {
     assert_eq!(loaded.cluster.endpoint_slices().len(), 6);
     assert_eq!(loaded.cluster.endpoints().len(), 1);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+}
+
+/// `plan` on a directory with the node's Node object (zone-a) and a slice
+/// hinted by zone: node1 gets only the zone-a endpoints, node2 (another
+/// Node in the same files) only zone-b's, and a node with no Node object
+/// there every endpoint.
+#[test]
+fn plan_follows_the_zone_hints_of_the_nodes_node_object() {
+    use ipvs_agent::commands::plan::{plan, PlanFormat};
+    let run = |node_name: &str| {
+        let output = plan(
+            &[root().join("tests/manifests/topology")],
+            node_name.to_owned(),
+            &["192.168.122.10".parse().unwrap()],
+            &ProxySettings::default(),
+            PlanFormat::Save,
+        )
+        .expect("the directory is readable");
+        assert!(output.problems.is_empty(), "{:?}", output.problems);
+        output.text
+    };
+    assert_eq!(
+        run("node1"),
+        "-A -t 10.96.0.20:80 -s rr\n\
+         -a -t 10.96.0.20:80 -r 10.244.1.10:8080 -m -w 1\n\
+         -a -t 10.96.0.20:80 -r 10.244.3.10:8080 -m -w 1\n"
+    );
+    assert_eq!(
+        run("node2"),
+        "-A -t 10.96.0.20:80 -s rr\n\
+         -a -t 10.96.0.20:80 -r 10.244.2.10:8080 -m -w 1\n"
+    );
+    assert_eq!(
+        run("node9"),
+        "-A -t 10.96.0.20:80 -s rr\n\
+         -a -t 10.96.0.20:80 -r 10.244.1.10:8080 -m -w 1\n\
+         -a -t 10.96.0.20:80 -r 10.244.2.10:8080 -m -w 1\n\
+         -a -t 10.96.0.20:80 -r 10.244.3.10:8080 -m -w 1\n"
+    );
 }

@@ -287,7 +287,11 @@ fn local_traffic_policy_keeps_the_client_address() {
 }
 
 /// `externalTrafficPolicy: Local` on a node without a local endpoint: no
-/// answer (the same Service answers on node2: see the test above).
+/// answer (the same Service answers on node2: see the test above). The
+/// NodePort does get the cluster's endpoints (kube-proxy's IPVS fallback,
+/// for this node's own pods), but an outside client's traffic is not
+/// masqueraded, so the pod's reply leaves node2 from the pod's address and
+/// the client drops it.
 #[test]
 fn local_traffic_policy_no_answer_without_a_local_endpoint() {
     let cluster = cluster();

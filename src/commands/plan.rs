@@ -41,7 +41,9 @@ pub struct PlanOutput {
 
 /// The plan for the objects in `manifests` on the node `node_name` whose
 /// addresses are `node_addresses` (no kernel to ask: those are its only
-/// addresses).
+/// addresses). The node's zone, for topology hints, is the
+/// `topology.kubernetes.io/zone` label of the manifests' Node object named
+/// `node_name`, if there is one.
 pub fn plan(
     manifests: &[PathBuf],
     node_name: String,
@@ -49,7 +51,9 @@ pub fn plan(
     settings: &ProxySettings,
     format: PlanFormat,
 ) -> Result<PlanOutput, ManifestError> {
+    let loaded = load_manifests(manifests)?;
     let node = NodeContext {
+        zone: loaded.zone_of_node(&node_name),
         name: node_name,
         primary_addresses: node_addresses.to_vec(),
         local_addresses: node_addresses
@@ -60,7 +64,6 @@ pub fn plan(
             })
             .collect(),
     };
-    let loaded = load_manifests(manifests)?;
     let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
     let state = desired_state(&loaded.cluster, &node, settings);
     problems.extend(state.problems().iter().map(ToString::to_string));

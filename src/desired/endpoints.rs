@@ -13,26 +13,30 @@
 //! - conditions: ready when `ready` is unset or true, serving when
 //!   `serving` is unset or true, terminating only when set true; the same
 //!   endpoint in two slices is merged, ready in either wins;
-//! - cluster endpoints are the ready ones, or when none is ready the
-//!   serving and terminating ones; local endpoints (`nodeName` is this
-//!   node) are the local ready ones, or else the local serving and
-//!   terminating ones.
+//! - cluster endpoints are the ready ones that topology leaves this node
+//!   (see [`super::topology`]: all of them unless the hints say
+//!   otherwise), or when none is ready the serving and terminating ones
+//!   (topology not considered); local endpoints (`nodeName` is this node)
+//!   are the local ready ones, or else the local serving and terminating
+//!   ones (hints ignored).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Endpoints;
 
+use super::topology::{available_for_topology, topology_mode};
 use super::{port_number, FieldError};
-use crate::model::cluster::{ClusterState, EndpointAddress, PrunedService};
+use crate::model::cluster::{ClusterState, EndpointAddress, EndpointHints, PrunedService};
 use crate::model::ObjectRef;
 
 /// The label that stops the mirroring of a legacy Endpoints object.
 pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 
-/// What is known of one endpoint address and port.
+/// What is known of one endpoint address and port (its hints borrowed
+/// from the slice it came from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointState {
+pub struct EndpointState<'a> {
     /// Ready to receive traffic.
     pub ready: bool,
     /// Serving (may be terminating).
@@ -41,10 +45,14 @@ pub struct EndpointState {
     pub terminating: bool,
     /// On this node.
     pub local: bool,
+    /// Its topology hints (`None`: none; legacy Endpoints have none).
+    pub hints: Option<&'a EndpointHints>,
 }
 
-impl EndpointState {
-    fn merge(&mut self, other: EndpointState) {
+impl<'a> EndpointState<'a> {
+    /// Merges the same endpoint seen in another slice: a ready one wins
+    /// as a whole (hints included).
+    fn merge(&mut self, other: EndpointState<'a>) {
         if other.ready && !self.ready {
             *self = other;
         } else if !self.ready && !other.ready {
@@ -64,8 +72,13 @@ pub struct EndpointSets {
     pub local: BTreeSet<SocketAddr>,
 }
 
-/// Chooses the cluster and local endpoints from every known endpoint.
-pub fn select(endpoints: &BTreeMap<SocketAddr, EndpointState>) -> EndpointSets {
+/// Chooses the cluster and local endpoints from every known endpoint, for
+/// the node `node_name` in `zone` (kube-proxy's `CategorizeEndpoints`).
+pub fn select(
+    endpoints: &BTreeMap<SocketAddr, EndpointState<'_>>,
+    node_name: &str,
+    zone: Option<&str>,
+) -> EndpointSets {
     let pick = |wanted: &dyn Fn(&EndpointState) -> bool| -> BTreeSet<SocketAddr> {
         endpoints
             .iter()
@@ -73,7 +86,12 @@ pub fn select(endpoints: &BTreeMap<SocketAddr, EndpointState>) -> EndpointSets {
             .map(|(address, _)| *address)
             .collect()
     };
-    let mut cluster = pick(&|state| state.ready);
+    let hints = endpoints.values().map(|state| (state.ready, state.hints));
+    let mode = topology_mode(hints, node_name, zone);
+    let mut cluster =
+        pick(&|state| state.ready && available_for_topology(state.hints, mode, node_name, zone));
+    // No topology here: when a mode was chosen a ready endpoint matched
+    // it, so an empty set means that no endpoint is ready anywhere.
     if cluster.is_empty() {
         cluster = pick(&|state| state.serving && state.terminating);
     }
@@ -96,14 +114,14 @@ pub struct PortMatch<'a> {
 }
 
 /// Endpoints being collected for one Service port, and the problems found.
-struct Collector<'a> {
-    endpoints: BTreeMap<SocketAddr, EndpointState>,
-    problems: &'a mut Vec<FieldError>,
+struct Collector<'a, 'p> {
+    endpoints: BTreeMap<SocketAddr, EndpointState<'a>>,
+    problems: &'p mut Vec<FieldError>,
 }
 
-impl Collector<'_> {
+impl<'a> Collector<'a, '_> {
     /// Adds an endpoint (merged with the same address from another slice).
-    fn add(&mut self, address: SocketAddr, state: EndpointState) {
+    fn add(&mut self, address: SocketAddr, state: EndpointState<'a>) {
         self.endpoints
             .entry(address)
             .and_modify(|existing| existing.merge(state))
@@ -126,14 +144,14 @@ impl Collector<'_> {
 
 /// Every endpoint of `service_ref` for `port`, with its state. Problems in
 /// slices and Endpoints are added to `problems`, once per field.
-pub fn collect(
+pub fn collect<'a>(
     service_ref: &ObjectRef,
     service: &PrunedService,
     port: PortMatch<'_>,
-    cluster: &ClusterState,
+    cluster: &'a ClusterState,
     node_name: &str,
     problems: &mut Vec<FieldError>,
-) -> BTreeMap<SocketAddr, EndpointState> {
+) -> BTreeMap<SocketAddr, EndpointState<'a>> {
     let mut collector = Collector {
         endpoints: BTreeMap::new(),
         problems,
@@ -151,12 +169,12 @@ pub fn collect(
 }
 
 /// The endpoints of the Service's EndpointSlices.
-fn collect_from_slices(
+fn collect_from_slices<'a>(
     service_ref: &ObjectRef,
     port: PortMatch<'_>,
-    cluster: &ClusterState,
+    cluster: &'a ClusterState,
     node_name: &str,
-    collector: &mut Collector<'_>,
+    collector: &mut Collector<'a, '_>,
 ) {
     let wanted_type = if port.ipv6 { "IPv6" } else { "IPv4" };
     for (slice_ref, slice) in cluster.slices_of(service_ref) {
@@ -209,6 +227,7 @@ fn collect_from_slices(
                         serving: endpoint.serving.unwrap_or(true),
                         terminating: endpoint.terminating.unwrap_or(false),
                         local: endpoint.node_name.as_deref() == Some(node_name),
+                        hints: endpoint.hints.as_deref(),
                     },
                 );
             }
@@ -223,7 +242,7 @@ fn collect_from_endpoints(
     legacy: &Endpoints,
     port: PortMatch<'_>,
     node_name: &str,
-    collector: &mut Collector<'_>,
+    collector: &mut Collector<'_, '_>,
 ) {
     let skip_mirror = legacy
         .metadata
@@ -279,6 +298,7 @@ fn collect_from_endpoints(
                             serving: ready,
                             terminating: false,
                             local: legacy_address.node_name.as_deref() == Some(node_name),
+                            hints: None,
                         },
                     );
                 }

@@ -10,6 +10,8 @@
 //!   conditions, traffic policies, legacy Endpoints mirroring).
 //! - [`health_check`]: the `healthCheckNodePort` a Service needs served
 //!   and the local endpoint count it answers with.
+//! - [`topology`]: which ready endpoints the node's zone or name selects
+//!   from the endpoints' hints (topology-aware routing).
 //! - [`netfilter`]: which elements of the agent's nftables sets a Service
 //!   needs (masquerade, source ranges, hairpin, the VIP filter's ports).
 //!
@@ -25,6 +27,7 @@ pub mod endpoints;
 pub mod health_check;
 pub mod netfilter;
 pub mod node_addresses;
+pub mod topology;
 pub mod virtual_servers;
 
 #[cfg(test)]
@@ -106,7 +109,9 @@ pub struct ServiceDesired {
 }
 
 /// Which of a Service's traffic policies (`Local`) found no local endpoint
-/// while the cluster has ready ones.
+/// while the cluster has usable ones (ready, or serving and terminating):
+/// kube-proxy's IPVS proxier counts a Service in
+/// `serviceNoLocalEndpointsInternal` / `...External` exactly then.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NoLocalEndpoints {
     /// `internalTrafficPolicy: Local` (the ClusterIP virtual servers).

@@ -46,6 +46,7 @@ fn web_ref() -> ObjectRef {
 fn node() -> NodeContext {
     NodeContext {
         name: "node1".into(),
+        zone: None,
         primary_addresses: vec![ip("192.168.1.5")],
         local_addresses: vec![
             LocalAddress {
@@ -956,4 +957,342 @@ fn netfilter_elements_follow_kube_proxys_sets() {
         desired.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         vec!["Service default/web: spec.loadBalancerSourceRanges[3]: \"nonsense\" is not a CIDR; ignored"]
     );
+}
+
+// Topology-aware routing and the Local-policy fallback (kube-proxy v1.35:
+// `pkg/proxy/topology.go`, `pkg/proxy/ipvs/proxier.go` `syncEndpoint`).
+
+/// [`node`] in `zone` (its Node's `topology.kubernetes.io/zone` label).
+fn node_in(zone: Option<&str>) -> NodeContext {
+    NodeContext {
+        zone: zone.map(str::to_owned),
+        ..node()
+    }
+}
+
+/// A ready endpoint on `node_name` with zone and node hints.
+fn hinted(address: &str, node_name: &str, zones: &[&str], nodes: &[&str]) -> Value {
+    let names = |names: &[&str]| {
+        names
+            .iter()
+            .map(|name| json!({"name": name}))
+            .collect::<Vec<_>>()
+    };
+    json!({"addresses": [address], "conditions": {"ready": true}, "nodeName": node_name,
+           "hints": {"forZones": names(zones), "forNodes": names(nodes)}})
+}
+
+/// The real servers of `web`'s virtual server `key`.
+fn reals_of(desired: &ServiceDesired, key: &str) -> Vec<String> {
+    summary(desired)
+        .into_iter()
+        .find(|(virtual_server, _)| virtual_server == key)
+        .unwrap_or_else(|| panic!("no virtual server {key}: {:?}", summary(desired)))
+        .1
+}
+
+#[test]
+fn topology_hints_choose_the_cluster_endpoints_by_kube_proxys_rules() {
+    let a1 = || hinted("10.244.0.1", "node1", &["zone-a"], &[]);
+    let a2 = || hinted("10.244.0.2", "node2", &["zone-a"], &[]);
+    let b3 = || hinted("10.244.0.3", "node3", &["zone-b"], &[]);
+    let all = vec!["10.244.0.1:8080", "10.244.0.2:8080", "10.244.0.3:8080"];
+    let not_ready_unhinted =
+        json!({"addresses": ["10.244.0.9"], "conditions": {"ready": false}, "nodeName": "node4"});
+    let terminating = |address: &str, zone: &str| {
+        json!({"addresses": [address], "nodeName": "node2",
+               "conditions": {"ready": false, "serving": true, "terminating": true},
+               "hints": {"forZones": [{"name": zone}]}})
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Value, Option<&str>, Vec<&str>)> = vec![
+        ("every ready endpoint hinted: the ones for this node's zone",
+            json!([a1(), a2(), b3()]), Some("zone-a"), vec!["10.244.0.1:8080", "10.244.0.2:8080"]),
+        ("the same from the other zone",
+            json!([a1(), a2(), b3()]), Some("zone-b"), vec!["10.244.0.3:8080"]),
+        ("one ready endpoint without hints: no topology",
+            json!([a1(), b3(), ready_endpoint("10.244.0.2")]), Some("zone-a"), all.clone()),
+        ("no endpoint hinted for this node's zone: all of them",
+            json!([a1(), a2(), b3()]), Some("zone-c"), all.clone()),
+        ("a node without the zone label: all of them",
+            json!([a1(), a2(), b3()]), None, all.clone()),
+        ("a not-ready endpoint without hints does not stop topology",
+            json!([a1(), a2(), b3(), not_ready_unhinted]), Some("zone-b"), vec!["10.244.0.3:8080"]),
+        ("PreferSameNode: node hints on every ready endpoint, one for this node, before zones",
+            json!([hinted("10.244.0.1", "node1", &["zone-a"], &["node1"]),
+                   hinted("10.244.0.2", "node2", &["zone-a"], &["node2"]),
+                   hinted("10.244.0.3", "node3", &["zone-b"], &["node3"])]),
+            Some("zone-a"), vec!["10.244.0.1:8080"]),
+        ("node hints but none for this node: the zone hints decide",
+            json!([hinted("10.244.0.2", "node2", &["zone-a"], &["node2"]),
+                   hinted("10.244.0.3", "node3", &["zone-b"], &["node3"])]),
+            Some("zone-a"), vec!["10.244.0.2:8080"]),
+        ("node hints on some endpoints only: the zone hints decide",
+            json!([hinted("10.244.0.1", "node1", &["zone-b"], &["node1"]), a2(), b3()]),
+            Some("zone-a"), vec!["10.244.0.2:8080"]),
+        ("no ready endpoint: the serving terminating ones, topology ignored",
+            json!([terminating("10.244.0.5", "zone-a"), terminating("10.244.0.6", "zone-b")]),
+            Some("zone-a"), vec!["10.244.0.5:8080", "10.244.0.6:8080"]),
+        ("a terminating endpoint in this zone does not make topology: the ready one elsewhere",
+            json!([b3(), terminating("10.244.0.5", "zone-a")]),
+            Some("zone-a"), vec!["10.244.0.3:8080"]),
+    ];
+    for (what, endpoints, zone, expected) in cases {
+        let cluster = cluster_of(
+            service(basic_spec()),
+            vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+        );
+        let desired = desired_for_service(
+            &web_ref(),
+            &cluster,
+            &node_in(zone),
+            &ProxySettings::default(),
+        )
+        .unwrap();
+        assert_eq!(reals_of(&desired, "TCP 10.96.0.10:80"), expected, "{what}");
+        assert!(
+            desired.problems.is_empty(),
+            "{what}: {:?}",
+            desired.problems
+        );
+    }
+}
+
+#[test]
+fn hints_count_across_slices_and_need_no_service_annotation() {
+    // kube-proxy v1.35 reads the hints alone: no
+    // service.kubernetes.io/topology-mode annotation, no trafficDistribution.
+    let slices = vec![
+        slice(
+            "web-1",
+            "IPv4",
+            http_port(8080),
+            json!([hinted("10.244.0.1", "node1", &["zone-a"], &[])]),
+        ),
+        slice(
+            "web-2",
+            "IPv4",
+            http_port(8080),
+            json!([hinted("10.244.0.3", "node3", &["zone-b"], &[])]),
+        ),
+    ];
+    let desired = desired_for_service(
+        &web_ref(),
+        &cluster_of(service(basic_spec()), slices),
+        &node_in(Some("zone-b")),
+        &ProxySettings::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        reals_of(&desired, "TCP 10.96.0.10:80"),
+        vec!["10.244.0.3:8080"]
+    );
+}
+
+#[test]
+fn local_policies_ignore_hints() {
+    let spec = json!({
+        "type": "NodePort", "clusterIP": "10.96.0.10",
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+    });
+    let settings = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec!["192.168.1.0/24".parse().unwrap()],
+            primary: false,
+        },
+        ..ProxySettings::default()
+    };
+    // The local endpoint is hinted for zone-b; the node is in zone-a.
+    let endpoints = json!([
+        hinted("10.244.0.1", "node1", &["zone-b"], &[]),
+        hinted("10.244.0.2", "node2", &["zone-a"], &[]),
+    ]);
+    let desired = desired_for_service(
+        &web_ref(),
+        &cluster_of(
+            service(spec),
+            vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+        ),
+        &node_in(Some("zone-a")),
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(
+        reals_of(&desired, "TCP 192.168.1.5:30080"),
+        vec!["10.244.0.1:8080"],
+        "the Local NodePort keeps its local endpoint whatever its hints"
+    );
+    assert_eq!(
+        reals_of(&desired, "TCP 10.96.0.10:80"),
+        vec!["10.244.0.2:8080"],
+        "the ClusterIP (Cluster policy) follows the zone hints"
+    );
+}
+
+/// A virtual server and its real servers, as [`summary`] gives them.
+type VirtualServerSummary<'a> = (&'a str, Vec<String>);
+
+/// What the case is, the Service, its virtual servers, and the
+/// `(internal, external)` no-local-endpoint flags.
+type FallbackCase<'a> = (
+    &'a str,
+    Service,
+    Vec<VirtualServerSummary<'a>>,
+    (bool, bool),
+);
+
+#[test]
+fn local_policies_without_a_local_endpoint_fall_back_as_kube_proxys_ipvs_proxier() {
+    let settings = ProxySettings {
+        nodeport_addresses: NodePortAddresses {
+            cidrs: vec!["192.168.1.0/24".parse().unwrap()],
+            primary: false,
+        },
+        ..ProxySettings::default()
+    };
+    let remote = json!([
+        hinted("10.244.0.2", "node2", &["zone-a"], &[]),
+        hinted("10.244.0.3", "node3", &["zone-b"], &[]),
+    ]);
+    let with_lb = |spec: Value| {
+        let mut service = service(spec);
+        service.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.50"}]}}))
+                .unwrap(),
+        );
+        service
+    };
+    let only_a = vec!["10.244.0.2:8080".to_owned()];
+    let none: Vec<String> = vec![];
+    #[rustfmt::skip]
+    let cases: Vec<FallbackCase<'_>> = vec![
+        ("eTP Local: the NodePort, externalIP and LoadBalancer IP get the (topology-aware) \
+          cluster endpoints so that this node's pods still reach them (kubernetes PR 97081)",
+            with_lb(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.10",
+                "externalIPs": ["203.0.113.7"], "externalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]})),
+            vec![("TCP 192.168.1.5:30080", only_a.clone()), ("TCP 203.0.113.7:80", only_a.clone()),
+                 ("TCP 192.0.2.50:80", only_a.clone()), ("TCP 10.96.0.10:80", only_a.clone())],
+            (false, true)),
+        ("iTP Local on a ClusterIP-only Service: the port never uses Cluster endpoints, stays empty",
+            service(json!({"clusterIP": "10.96.0.10", "internalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80}]})),
+            vec![("TCP 10.96.0.10:80", none.clone())],
+            (true, false)),
+        ("iTP Local on a NodePort Service: externally accessible, so upstream's clusterEndpoints \
+          exist and its ClusterIP falls back too",
+            service(json!({"type": "NodePort", "clusterIP": "10.96.0.10",
+                "internalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]})),
+            vec![("TCP 192.168.1.5:30080", only_a.clone()), ("TCP 10.96.0.10:80", only_a.clone())],
+            (true, false)),
+        ("both Local on a NodePort Service: every virtual server falls back, both counted",
+            service(json!({"type": "NodePort", "clusterIP": "10.96.0.10",
+                "internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]})),
+            vec![("TCP 192.168.1.5:30080", only_a.clone()), ("TCP 10.96.0.10:80", only_a.clone())],
+            (true, true)),
+    ];
+    for (what, service, expected, (internal, external)) in cases {
+        let desired = desired_for_service(
+            &web_ref(),
+            &cluster_of(
+                service,
+                vec![slice("web-1", "IPv4", http_port(8080), remote.clone())],
+            ),
+            &node_in(Some("zone-a")),
+            &settings,
+        )
+        .unwrap();
+        let mut expected: Vec<(String, Vec<String>)> = expected
+            .into_iter()
+            .map(|(key, reals)| (key.to_owned(), reals))
+            .collect();
+        expected.sort();
+        assert_eq!(summary(&desired), expected, "{what}");
+        assert_eq!(
+            desired.no_local_endpoints,
+            NoLocalEndpoints { internal, external },
+            "{what}: counted as kube-proxy's no_local_endpoints_total"
+        );
+    }
+}
+
+#[test]
+fn the_fallback_leaves_the_set_elements_as_they_were() {
+    // The eTP Local sets (no masquerade, source kept) are what keeps
+    // external clients from being answered through the fallback: they
+    // must not change, and no hairpin element appears for remote pods.
+    let spec = json!({"type": "LoadBalancer", "clusterIP": "10.96.0.10",
+        "externalIPs": ["203.0.113.7"], "externalTrafficPolicy": "Local",
+        "healthCheckNodePort": 32000,
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+    let mut lb = service(spec);
+    lb.status = Some(
+        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.50"}]}}))
+            .unwrap(),
+    );
+    let desired = compute(
+        &cluster_of(
+            lb,
+            vec![slice(
+                "web-1",
+                "IPv4",
+                http_port(8080),
+                json!([ready_endpoint("10.244.0.2")]),
+            )],
+        ),
+        &ProxySettings::default(),
+    );
+    let mut lines = element_lines(&desired);
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "ip cluster-ips: 10.96.0.10 . tcp . 80",
+            "ip external-ips-local: 203.0.113.7 . tcp . 80",
+            "ip health-check-ports: 32000",
+            "ip load-balancer-ips-local: 192.0.2.50 . tcp . 80",
+            "ip vips: 10.96.0.10",
+            "ip vips: 192.0.2.50",
+            "ip vips: 203.0.113.7",
+        ]
+    );
+    assert!(summary(&desired)
+        .iter()
+        .all(|(_, reals)| reals == &["10.244.0.2:8080"]));
+}
+
+#[test]
+fn nothing_is_counted_when_the_cluster_has_no_usable_endpoint() {
+    let spec = json!({"type": "NodePort", "clusterIP": "10.96.0.10",
+        "internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+    let cases = [
+        ("no endpoint", json!([])),
+        (
+            "only a not-ready, not-serving one",
+            json!([{"addresses": ["10.244.0.2"],
+            "conditions": {"ready": false, "serving": false}, "nodeName": "node2"}]),
+        ),
+    ];
+    for (what, endpoints) in cases {
+        let desired = compute(
+            &cluster_of(
+                service(spec.clone()),
+                vec![slice("web-1", "IPv4", http_port(8080), endpoints)],
+            ),
+            &ProxySettings::default(),
+        );
+        assert_eq!(
+            desired.no_local_endpoints,
+            NoLocalEndpoints::default(),
+            "{what}"
+        );
+        assert!(
+            summary(&desired).iter().all(|(_, reals)| reals.is_empty()),
+            "{what}"
+        );
+    }
 }

@@ -16,7 +16,12 @@
 //! - real servers masquerading with weight 1: the port's local endpoints
 //!   for the ClusterIPs when `internalTrafficPolicy: Local`, and for the
 //!   externalIPs, LoadBalancer IPs and NodePorts when
-//!   `externalTrafficPolicy: Local`; the cluster endpoints otherwise;
+//!   `externalTrafficPolicy: Local`; the cluster endpoints otherwise
+//!   (topology-aware: [`super::topology`]);
+//! - a Local policy without local endpoints falls back to the cluster
+//!   endpoints, as kube-proxy's IPVS proxier does (`syncEndpoint`, from
+//!   kubernetes PR 97081, current through v1.35): see
+//!   [`fallback_to_cluster`];
 //! - on `kube-ipvs0`: every ClusterIP, and the externalIPs and
 //!   LoadBalancer IPs that no other interface of the node already holds.
 
@@ -308,13 +313,24 @@ fn build(
             protocol: protocol_text,
             ipv6: false,
         };
+        // kube-proxy's `ExternallyAccessible()`, per family as each of its
+        // proxiers sees the Service.
+        let externally_accessible = [false, true].map(|ipv6| {
+            node_port.is_some()
+                || addresses
+                    .external_ips
+                    .iter()
+                    .chain(&addresses.load_balancer_ips)
+                    .any(|ip| ip.is_ipv6() == ipv6)
+        });
         let context = PortContext {
             service_ref,
             service,
             cluster,
-            node_name: &node.name,
+            node,
             port_match,
             policy: &policy,
+            externally_accessible,
         };
         add_virtual_servers(&context, virtual_servers, desired, &mut problems.list);
     }
@@ -448,9 +464,35 @@ struct PortContext<'a> {
     service_ref: &'a ObjectRef,
     service: &'a PrunedService,
     cluster: &'a ClusterState,
-    node_name: &'a str,
+    node: &'a NodeContext,
     port_match: PortMatch<'a>,
     policy: &'a ServicePolicy,
+    /// Whether the port has a NodePort, externalIPs or LoadBalancer IPs,
+    /// per family (`[IPv4, IPv6]`).
+    externally_accessible: [bool; 2],
+}
+
+/// Whether a Local-policy virtual server with no local endpoint gets the
+/// cluster endpoints, by kube-proxy's IPVS proxier (v1.35
+/// `pkg/proxy/ipvs/proxier.go`, `syncEndpoint`): every virtual server
+/// synced with `onlyNodeLocalEndpoints` (the ClusterIPs under
+/// `internalTrafficPolicy: Local`; the externalIPs, LoadBalancer IPs and
+/// NodePorts under `externalTrafficPolicy: Local`) takes
+/// `clusterEndpoints` when `localEndpoints` is empty ("Allow access from
+/// local PODs even if no local endpoints exist", kubernetes PR 97081).
+/// External clients still get no answer: their traffic is not
+/// masqueraded under a Local policy, so the remote pod answers from its
+/// own address straight to the client, which drops the reply.
+///
+/// `clusterEndpoints` is empty when the port never uses Cluster policy
+/// (`CategorizeEndpoints` computes it only when `UsesClusterEndpoints()`:
+/// `internalTrafficPolicy` is not Local, or the port is externally
+/// accessible). So a ClusterIP-only Service with `internalTrafficPolicy:
+/// Local` keeps an empty virtual server, while the ClusterIP of a NodePort,
+/// externalIP or LoadBalancer Service with `internalTrafficPolicy: Local`
+/// falls back too: upstream behaves so, and so does the agent.
+fn fallback_to_cluster(policy: &ServicePolicy, externally_accessible: bool) -> bool {
+    !policy.internal_local || externally_accessible
 }
 
 /// Adds the virtual servers of one Service port, each with the real
@@ -479,10 +521,10 @@ fn add_virtual_servers(
                 context.service,
                 port_match,
                 context.cluster,
-                context.node_name,
+                &context.node.name,
                 problems,
             );
-            let sets = select(&endpoints);
+            let sets = select(&endpoints, &context.node.name, context.node.zone.as_deref());
             desired
                 .elements
                 .extend(sets.local.iter().map(|endpoint| hairpin(endpoint.ip())));
@@ -493,13 +535,28 @@ fn add_virtual_servers(
             Traffic::Internal => policy.internal_local,
             Traffic::External => policy.external_local,
         };
-        let chosen = if local { &sets.local } else { &sets.cluster };
-        if local && sets.local.is_empty() && !sets.cluster.is_empty() {
-            match traffic {
-                Traffic::Internal => desired.no_local_endpoints.internal = true,
-                Traffic::External => desired.no_local_endpoints.external = true,
+        let no_endpoints = BTreeSet::new();
+        let chosen = if !local {
+            &sets.cluster
+        } else if !sets.local.is_empty() {
+            &sets.local
+        } else {
+            // `sets.cluster` is non-empty exactly when kube-proxy's
+            // `hasAnyEndpoints` is (a ready or serving-terminating
+            // endpoint anywhere; topology never empties it).
+            if !sets.cluster.is_empty() {
+                match traffic {
+                    Traffic::Internal => desired.no_local_endpoints.internal = true,
+                    Traffic::External => desired.no_local_endpoints.external = true,
+                }
             }
-        }
+            let accessible = context.externally_accessible[usize::from(address.is_ipv6())];
+            if fallback_to_cluster(policy, accessible) {
+                &sets.cluster
+            } else {
+                &no_endpoints
+            }
+        };
         let mut ipvs_service = IpvsService::new(key, policy.scheduler.clone());
         if let Some(timeout) = policy.affinity {
             ipvs_service = ipvs_service.persistent(timeout);

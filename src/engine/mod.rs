@@ -117,6 +117,7 @@ impl<K: Kernel> SyncEngine<K> {
             settings,
             node: NodeContext {
                 name: node_name,
+                zone: None,
                 primary_addresses,
                 local_addresses: Vec::new(),
             },
@@ -174,6 +175,18 @@ impl<K: Kernel> SyncEngine<K> {
             return None;
         }
         Some(nodeport_addresses(&self.node, &self.settings))
+    }
+
+    /// The node's zone, as the desired state is computed with it.
+    pub fn node_zone(&self) -> Option<&str> {
+        self.node.zone.as_deref()
+    }
+
+    /// Sets the node's zone (its `topology.kubernetes.io/zone` label) for
+    /// the Services recomputed from now on; the caller marks every
+    /// Service changed (topology reads the zone for all of them).
+    pub fn set_node_zone(&mut self, zone: Option<String>) {
+        self.node.zone = zone;
     }
 
     /// Whether some real servers are draining.

@@ -955,3 +955,51 @@ fn without_netfilter_no_table_is_made() {
     assert_eq!(report.netfilter.transactions, 0);
     assert!(kernel.with(|state| state.netfilter.is_empty()));
 }
+
+#[test]
+fn a_zone_change_recomputes_the_services_with_the_new_zone() {
+    // What the driver does when the Node's topology.kubernetes.io/zone
+    // changes: the engine takes the zone, every Service is recomputed.
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let mut state = ClusterState::default();
+    state.insert_service(service("a", "10.96.0.1", 80));
+    let hinted = |address: &str, zone: &str| {
+        json!({"addresses": [address], "conditions": {"ready": true},
+               "hints": {"forZones": [{"name": zone}]}})
+    };
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "a-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "a"}},
+        "addressType": "IPv4",
+        "ports": [{"port": 8080}],
+        "endpoints": [hinted("10.244.1.1", "zone-a"), hinted("10.244.2.1", "zone-b")]
+    }))
+    .unwrap();
+    state.insert_slice(&slice);
+    block_on(engine.full_sync(&state)).unwrap();
+    assert_eq!(
+        kernel.table(),
+        [entry(
+            "10.96.0.1",
+            80,
+            "rr",
+            &[("10.244.1.1", 8080), ("10.244.2.1", 8080)]
+        )]
+        .into(),
+        "no zone yet: every endpoint"
+    );
+    kernel.take_sent();
+
+    engine.set_node_zone(Some("zone-b".to_owned()));
+    assert_eq!(engine.node_zone(), Some("zone-b"));
+    block_on(engine.sync_services(&state, &refs(&["a"]))).unwrap();
+    assert_eq!(
+        kernel.take_sent(),
+        vec![IpvsOperation::DeleteDestination(
+            key("10.96.0.1", 80),
+            real("10.244.1.1", 8080).key
+        )]
+    );
+    assert_converged(&engine, &kernel, &[]);
+}

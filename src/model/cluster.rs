@@ -4,9 +4,9 @@
 //!
 //! Only what the desired state reads is kept: a Service is pruned to the
 //! fields kube-proxy's rules look at ([`prune_service`]), an EndpointSlice
-//! becomes a [`Slice`] (addresses parsed, conditions, node name). A large
-//! cluster's objects carry much more (managed fields, owner references,
-//! target references, zones, hints, last-applied annotations); holding
+//! becomes a [`Slice`] (addresses parsed, conditions, node name, topology
+//! hints). A large cluster's objects carry much more (managed fields, owner
+//! references, target references, zones, last-applied annotations); holding
 //! 200,000 endpoints as full API objects cost hundreds of MiB.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +58,46 @@ pub struct SliceEndpoint {
     pub terminating: Option<bool>,
     /// `nodeName`.
     pub node_name: Option<Box<str>>,
+    /// `hints` (`None` when it names no zone and no node: most endpoints,
+    /// so a pointer, not two lists, in every endpoint).
+    pub hints: Option<Box<EndpointHints>>,
+}
+
+/// An endpoint's topology hints, as kube-proxy reads them
+/// (`endpointslicecache.go`: the names of `hints.forZones` and
+/// `hints.forNodes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointHints {
+    /// `hints.forZones[].name`.
+    pub for_zones: Box<[Box<str>]>,
+    /// `hints.forNodes[].name` (PreferSameNode).
+    pub for_nodes: Box<[Box<str>]>,
+}
+
+impl EndpointHints {
+    /// The hints of an API endpoint; `None` when there are none.
+    fn of(hints: Option<&k8s_openapi::api::discovery::v1::EndpointHints>) -> Option<Box<Self>> {
+        let hints = hints?;
+        let for_zones: Box<[Box<str>]> = hints
+            .for_zones
+            .iter()
+            .flatten()
+            .map(|zone| Box::from(zone.name.as_str()))
+            .collect();
+        let for_nodes: Box<[Box<str>]> = hints
+            .for_nodes
+            .iter()
+            .flatten()
+            .map(|node| Box::from(node.name.as_str()))
+            .collect();
+        if for_zones.is_empty() && for_nodes.is_empty() {
+            return None;
+        }
+        Some(Box::new(Self {
+            for_zones,
+            for_nodes,
+        }))
+    }
 }
 
 /// An endpoint's address, parsed once when the slice arrives.
@@ -101,6 +141,7 @@ impl From<&EndpointSlice> for Slice {
                         serving: conditions.and_then(|c| c.serving),
                         terminating: conditions.and_then(|c| c.terminating),
                         node_name: endpoint.node_name.as_deref().map(Box::from),
+                        hints: EndpointHints::of(endpoint.hints.as_ref()),
                     }
                 })
                 .collect(),
@@ -490,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slice_keeps_first_addresses_parsed_conditions_and_node() {
+    fn a_slice_keeps_first_addresses_parsed_conditions_node_and_hints() {
         let slice: EndpointSlice = serde_json::from_value(json!({
             "metadata": {"name": "web-abc", "namespace": "shop",
                 "labels": {SERVICE_NAME_LABEL: "web"}},
@@ -499,8 +540,9 @@ mod tests {
             "endpoints": [
                 {"addresses": ["10.244.0.5", "10.244.0.6"], "conditions": {"ready": false,
                     "serving": true, "terminating": true}, "nodeName": "node1",
-                    "zone": "a", "targetRef": {"kind": "Pod", "name": "web-1"}},
-                {"addresses": ["not-an-ip"]},
+                    "zone": "a", "targetRef": {"kind": "Pod", "name": "web-1"},
+                    "hints": {"forZones": [{"name": "a"}], "forNodes": [{"name": "node1"}]}},
+                {"addresses": ["not-an-ip"], "hints": {"forZones": []}},
                 {"addresses": []}
             ]
         }))
@@ -523,6 +565,10 @@ mod tests {
                         serving: Some(true),
                         terminating: Some(true),
                         node_name: Some("node1".into()),
+                        hints: Some(Box::new(EndpointHints {
+                            for_zones: vec!["a".into()].into(),
+                            for_nodes: vec!["node1".into()].into(),
+                        })),
                     },
                     SliceEndpoint {
                         address: Some(EndpointAddress::Invalid("not-an-ip".into())),
@@ -530,6 +576,7 @@ mod tests {
                         serving: None,
                         terminating: None,
                         node_name: None,
+                        hints: None,
                     },
                     SliceEndpoint {
                         address: None,
@@ -537,6 +584,7 @@ mod tests {
                         serving: None,
                         terminating: None,
                         node_name: None,
+                        hints: None,
                     },
                 ],
             }

@@ -1,7 +1,10 @@
-//! What the agent knows of its own node: its name, its addresses, and the
-//! dummy interface that holds the VIPs.
+//! What the agent knows of its own node: its name, its zone, its
+//! addresses, and the dummy interface that holds the VIPs.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use super::object_ref::ZONE_LABEL;
 
 /// The interface that holds the VIPs; its addresses are never node
 /// addresses.
@@ -28,14 +31,26 @@ pub struct LocalAddress {
 /// What the agent knows of its own node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeContext {
-    /// The node's name (endpoints with this `nodeName` are local).
+    /// The node's name (endpoints with this `nodeName` are local, and
+    /// `hints.forNodes` are matched against it).
     pub name: String,
+    /// The node's zone: its Node's `topology.kubernetes.io/zone` label
+    /// (`None` without the label, or without a Node object). Matched
+    /// against the endpoints' `hints.forZones`.
+    pub zone: Option<String>,
     /// The node's primary addresses (`--node-ip`, or the Node object's
     /// InternalIPs).
     pub primary_addresses: Vec<IpAddr>,
     /// Every address on the node's interfaces, read from the kernel (in
     /// `plan`, the `--node-ip` addresses on a nameless interface).
     pub local_addresses: Vec<LocalAddress>,
+}
+
+/// The zone a Node's `metadata.labels` give it ([`ZONE_LABEL`]); `None`
+/// without labels or without that one. The value is taken as it is (a
+/// label value the API server would refuse is still just a string).
+pub fn zone_of(labels: Option<&BTreeMap<String, String>>) -> Option<String> {
+    labels.and_then(|labels| labels.get(ZONE_LABEL)).cloned()
 }
 
 /// The taint the cluster autoscaler puts on a node before deleting it.

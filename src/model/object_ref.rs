@@ -15,6 +15,10 @@ pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The Node label that names the node's zone (`v1.LabelTopologyZone`):
+/// the only Node label kube-proxy's topology rules read.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// `namespace/name` of an object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectRef {

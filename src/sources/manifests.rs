@@ -3,18 +3,22 @@
 //! A path is a YAML file (several documents separated by `---`) or a
 //! directory, whose `*.yaml`, `*.yml` and `*.json` files are read in name
 //! order (not recursively). Kept: v1 `Service`, v1 `Endpoints`,
-//! discovery.k8s.io/v1 `EndpointSlice`, and the items of a v1 `List`.
+//! discovery.k8s.io/v1 `EndpointSlice`, v1 `Node` (its zone label only:
+//! the Node named like the agent's node gives it its zone, so topology
+//! hints can be checked without a cluster; other Nodes are ignored), and
+//! the items of a v1 `List`.
 //! Other kinds (Deployments, Pods, ...) are skipped without a word: they
 //! legitimately live in the same files. A kept kind with another
 //! `apiVersion`, or an object that does not parse, is reported with its
 //! file, document, object and field, and skipped; the rest still loads.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -23,6 +27,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{Change, Source};
+use crate::model::node::zone_of;
 use crate::model::{changed_services, ClusterState};
 
 /// A path that could not be read at all.
@@ -69,6 +74,9 @@ impl fmt::Display for ManifestProblem {
 pub struct LoadedManifests {
     /// The objects that loaded.
     pub cluster: ClusterState,
+    /// Each Node object's zone (`topology.kubernetes.io/zone`), by
+    /// `metadata.name`.
+    pub node_zones: BTreeMap<String, Option<String>>,
     /// The objects that did not.
     pub problems: Vec<ManifestProblem>,
     /// Files read.
@@ -207,7 +215,7 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
     let kind = value["kind"].as_str().unwrap_or("");
     let api_version = value["apiVersion"].as_str().unwrap_or("");
     let expected = match kind {
-        "Service" | "Endpoints" | "List" => "v1",
+        "Service" | "Endpoints" | "Node" | "List" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         "" => {
             loaded
@@ -247,6 +255,13 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
                 loaded.cluster.insert_slice(&slice);
             }
         }
+        "Node" => {
+            if let Some(node) = parse::<Node>(&value, &problem, loaded) {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let zone = zone_of(node.metadata.labels.as_ref());
+                loaded.node_zones.insert(name, zone);
+            }
+        }
         _ => {}
     }
 }
@@ -278,39 +293,58 @@ fn parse<T: DeserializeOwned>(
 /// paths, sizes and modification times); on a change they are loaded again
 /// and only the Services whose objects (the Service, its EndpointSlices, its
 /// Endpoints) differ are yielded. A file that fails to load as a whole
-/// keeps the last state.
+/// keeps the last state. The node's zone is that of the Node object named
+/// like the node, if the files hold one (the driver recomputes every
+/// Service when it changes).
 #[derive(Debug)]
 pub struct ManifestSource {
     paths: Vec<PathBuf>,
+    node_name: String,
     seen: Vec<Stamp>,
     cluster: ClusterState,
+    node_zone: Option<String>,
     poll: tokio::time::Interval,
 }
 
 impl ManifestSource {
-    /// Loads `paths` (failing when they cannot be read at all) and polls
-    /// them every `poll_interval`.
-    pub fn open(paths: Vec<PathBuf>, poll_interval: Duration) -> Result<Self, ManifestError> {
+    /// Loads `paths` (failing when they cannot be read at all) for the
+    /// node `node_name` and polls them every `poll_interval`.
+    pub fn open(
+        paths: Vec<PathBuf>,
+        node_name: String,
+        poll_interval: Duration,
+    ) -> Result<Self, ManifestError> {
         let seen = fingerprint(&paths);
-        let cluster = load_reporting(&paths)?;
+        let loaded = load_reporting(&paths)?;
+        let node_zone = loaded.zone_of_node(&node_name);
         let mut poll = tokio::time::interval(poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Self {
             paths,
+            node_name,
             seen,
-            cluster,
+            cluster: loaded.cluster,
+            node_zone,
             poll,
         })
     }
 }
 
+impl LoadedManifests {
+    /// The zone of the Node object named `node_name` (`None` without such
+    /// a Node, or without the label).
+    pub fn zone_of_node(&self, node_name: &str) -> Option<String> {
+        self.node_zones.get(node_name).cloned().flatten()
+    }
+}
+
 /// Loads `paths`, logging each object that was skipped.
-fn load_reporting(paths: &[PathBuf]) -> Result<ClusterState, ManifestError> {
+fn load_reporting(paths: &[PathBuf]) -> Result<LoadedManifests, ManifestError> {
     let loaded = load_manifests(paths)?;
     for problem in &loaded.problems {
         warn!("skipped: {problem}");
     }
-    Ok(loaded.cluster)
+    Ok(loaded)
 }
 
 impl Source for ManifestSource {
@@ -323,16 +357,21 @@ impl Source for ManifestSource {
             }
             self.seen = now_seen;
             let received = Instant::now();
-            let cluster = match load_reporting(&self.paths) {
-                Ok(cluster) => cluster,
+            let loaded = match load_reporting(&self.paths) {
+                Ok(loaded) => loaded,
                 Err(error) => {
                     warn!(%error, "reading manifests; keeping the last state");
                     continue;
                 }
             };
-            let services = changed_services(&self.cluster, &cluster);
-            self.cluster = cluster;
-            if !services.is_empty() {
+            let node_zone = loaded.zone_of_node(&self.node_name);
+            let zone_changed = node_zone != self.node_zone;
+            self.node_zone = node_zone;
+            let services = changed_services(&self.cluster, &loaded.cluster);
+            self.cluster = loaded.cluster;
+            // A zone change alone is a change too: the driver sees the new
+            // zone and recomputes every Service.
+            if !services.is_empty() || zone_changed {
                 return Some(Change {
                     services,
                     received,
@@ -357,6 +396,10 @@ impl Source for ManifestSource {
 
     fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
         Vec::new()
+    }
+
+    fn node_zone(&self) -> Option<String> {
+        self.node_zone.clone()
     }
 }
 
@@ -425,5 +468,56 @@ mod tests {
             slice("b-1", "b", "10.244.0.2"),
         ]);
         assert_eq!(names(changed_services(&before, &moved)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn the_node_named_like_the_agents_gives_its_zone_and_other_nodes_are_ignored() {
+        let text = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: node1
+  labels:
+    topology.kubernetes.io/zone: zone-a
+    kubernetes.io/hostname: node1
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node2
+  labels:
+    topology.kubernetes.io/zone: "not a valid label value!"
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node3
+---
+apiVersion: v2
+kind: Node
+metadata:
+  name: node4
+"#;
+        let mut loaded = LoadedManifests::default();
+        load_text(Path::new("nodes.yaml"), text, &mut loaded);
+        assert_eq!(loaded.zone_of_node("node1"), Some("zone-a".to_owned()));
+        assert_eq!(
+            loaded.zone_of_node("node2"),
+            Some("not a valid label value!".to_owned()),
+            "a label value is a string, whatever the API server would say of it"
+        );
+        assert_eq!(loaded.zone_of_node("node3"), None, "no label");
+        assert_eq!(loaded.zone_of_node("node9"), None, "no such Node");
+        assert_eq!(
+            loaded
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "nodes.yaml: document 4: Node default/node4: apiVersion: \"v2\" is not v1 (the Node is skipped)"
+            ]
+        );
+        assert!(loaded.cluster.services().is_empty());
     }
 }

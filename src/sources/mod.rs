@@ -21,7 +21,8 @@ use crate::model::{ClusterState, ObjectRef};
 #[derive(Debug, Clone)]
 pub struct Change {
     /// The Services whose desired state may differ now (empty: nothing to
-    /// sync, e.g. a Node update or an unchanged relist).
+    /// sync, e.g. a Node update or an unchanged relist; a change of the
+    /// node's zone is seen by the driver through [`Source::node_zone`]).
     pub services: BTreeSet<ObjectRef>,
     /// When the source received it (the network-programming latency runs
     /// from here).
@@ -55,4 +56,10 @@ pub trait Source {
     /// The node's pod CIDRs as the source knows them (the Node object's
     /// `spec.podCIDRs`; none from files).
     fn node_pod_cidrs(&self) -> Vec<IpNetwork>;
+
+    /// The node's zone as the source knows it (its Node object's
+    /// `topology.kubernetes.io/zone` label; from files, the Node object
+    /// named like the node, if any). The driver recomputes every Service
+    /// when it changes.
+    fn node_zone(&self) -> Option<String>;
 }

@@ -162,4 +162,8 @@ impl Source for KubernetesSource {
     fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
         self.store.node_pod_cidrs.clone()
     }
+
+    fn node_zone(&self) -> Option<String> {
+        self.store.node_zone.clone()
+    }
 }

@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
 use crate::model::cluster::prune_service;
+use crate::model::node::zone_of;
 use crate::model::{ClusterState, ObjectRef, PrunedService, Slice};
 
 /// One event from one of the watchers.
@@ -65,6 +66,8 @@ pub struct Store {
     pub node_addresses: Vec<IpAddr>,
     /// The agent's Node's `spec.podCIDRs` (else `spec.podCIDR`).
     pub node_pod_cidrs: Vec<IpNetwork>,
+    /// The agent's Node's `topology.kubernetes.io/zone` label.
+    pub node_zone: Option<String>,
 }
 
 impl Store {
@@ -77,6 +80,7 @@ impl Store {
                 if let Event::Apply(node) | Event::InitApply(node) = event {
                     self.node_addresses = node_internal_addresses(&node);
                     self.node_pod_cidrs = node_pod_cidrs(&node);
+                    self.node_zone = zone_of(node.metadata.labels.as_ref());
                 }
                 BTreeSet::new()
             }
@@ -301,6 +305,22 @@ mod tests {
             names(store.apply(WatchEvent::Service(Event::Delete(service("a", "10.1.0.1"))))),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn the_nodes_zone_follows_its_label() {
+        let node = |labels: serde_json::Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "node1", "labels": labels}}))
+                .unwrap()
+        };
+        let mut store = Store::default();
+        let touched = store.apply(WatchEvent::Node(Event::Apply(node(
+            json!({"topology.kubernetes.io/zone": "zone-a"}),
+        ))));
+        assert!(touched.is_empty(), "the driver marks the Services itself");
+        assert_eq!(store.node_zone.as_deref(), Some("zone-a"));
+        store.apply(WatchEvent::Node(Event::Apply(node(json!({"other": "x"})))));
+        assert_eq!(store.node_zone, None, "label removed");
     }
 
     #[test]
