@@ -61,6 +61,26 @@ pub fn dump_request(family: NetfilterFamily, sequence: u32) -> Vec<u8> {
     )
 }
 
+/// `IPCTNL_MSG_CT_GET_STATS`: the global entry count (like
+/// `conntrack -C`); asking loads `nf_conntrack_netlink` and so
+/// `nf_conntrack`, whose sysctls exist only then.
+const IPCTNL_MSG_CT_GET_STATS: u8 = 5;
+
+/// `IPCTNL_MSG_CT_GET_STATS`, acknowledged.
+pub fn stats_request(sequence: u32) -> Vec<u8> {
+    serialize(
+        NLM_F_REQUEST | NLM_F_ACK,
+        sequence,
+        NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::Unspec, NFNETLINK_V0, 0),
+            ConntrackMessage::Other {
+                message_type: IPCTNL_MSG_CT_GET_STATS,
+                attributes: vec![],
+            },
+        ),
+    )
+}
+
 fn protocol_number(protocol: IpvsProtocol) -> Protocol {
     // Every protocol the agent's virtual servers use fits in a byte.
     Protocol::from(u16::from(protocol) as u8)

@@ -6,7 +6,7 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use super::message::{delete_request, dump_request, parse_datagram};
+use super::message::{delete_request, dump_request, parse_datagram, stats_request};
 use super::ConntrackError;
 use crate::model::conntrack::ConntrackEntry;
 use crate::model::netfilter::NetfilterFamily;
@@ -91,6 +91,18 @@ impl ConntrackSocket {
         let mut dump = Dump::default();
         match self.exchange(&dump_request(family, sequence), &what, &mut dump)? {
             0 => Ok(dump),
+            errno => Err(ConntrackError::Refused { what, errno }),
+        }
+    }
+
+    /// Asks for the entry count (like `conntrack -C`), which loads the
+    /// conntrack modules when they are not yet.
+    pub fn stats(&mut self) -> Result<(), ConntrackError> {
+        let sequence = self.next_sequence();
+        let what = "asking for the conntrack statistics".to_owned();
+        let mut ignored = Dump::default();
+        match self.exchange(&stats_request(sequence), &what, &mut ignored)? {
+            0 => Ok(()),
             errno => Err(ConntrackError::Refused { what, errno }),
         }
     }

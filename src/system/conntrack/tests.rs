@@ -12,7 +12,9 @@ use std::net::IpAddr;
 
 use netlink_ipvs::IpvsProtocol;
 
-use super::message::{decode_entry, delete_request, dump_request, parse_datagram, Datagram};
+use super::message::{
+    decode_entry, delete_request, dump_request, parse_datagram, stats_request, Datagram,
+};
 use crate::model::conntrack::ConntrackEntry;
 use crate::model::netfilter::NetfilterFamily;
 
@@ -177,4 +179,13 @@ fn errors_and_strangers_are_told_apart() {
 #[test]
 fn entries_without_ports_are_not_decoded() {
     assert_eq!(decode_entry(&[]), None);
+}
+
+#[test]
+fn stats_request_is_a_bare_get_stats() {
+    // conntrack -C: IPCTNL_MSG_CT_GET_STATS (5), AF_UNSPEC.
+    let expected: Vec<u8> = vec![
+        20, 0, 0, 0, 0x05, 0x01, 0x05, 0x00, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    assert_eq!(stats_request(3), expected);
 }
