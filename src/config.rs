@@ -4,7 +4,7 @@
 //!
 //! The settings that mean something for an IPVS proxy are read (see
 //! [`KubeProxyConfiguration`]); the rest of kube-proxy's format (iptables,
-//! nftables, conntrack, Windows, logging, ...) is accepted and listed in
+//! nftables, Windows, logging, ...) is accepted and listed in
 //! [`LoadedConfig::ignored`] so the caller can say which settings have no
 //! effect. A field that is not in kube-proxy's format at all, a wrong
 //! type, another `kind`, or a `mode` other than `ipvs` is an error naming
@@ -39,6 +39,27 @@ pub struct IpvsConfiguration {
     pub tcp_fin_timeout: Option<String>,
     /// `--ipvs-udp-timeout`.
     pub udp_timeout: Option<String>,
+}
+
+/// `conntrack:` (kube-proxy's `KubeProxyConntrackConfiguration`), each
+/// the `--conntrack-*` flag of the same meaning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConntrackConfiguration {
+    /// `--conntrack-max-per-core`.
+    pub max_per_core: Option<i32>,
+    /// `--conntrack-min`.
+    pub min: Option<i32>,
+    /// `--conntrack-tcp-timeout-established`.
+    pub tcp_established_timeout: Option<String>,
+    /// `--conntrack-tcp-timeout-close-wait`.
+    pub tcp_close_wait_timeout: Option<String>,
+    /// `--conntrack-tcp-be-liberal`.
+    pub tcp_be_liberal: Option<bool>,
+    /// `--conntrack-udp-timeout`.
+    pub udp_timeout: Option<String>,
+    /// `--conntrack-udp-timeout-stream`.
+    pub udp_stream_timeout: Option<String>,
 }
 
 /// `detectLocal:` (the companions of `detectLocalMode`).
@@ -97,6 +118,8 @@ pub struct KubeProxyConfiguration {
     pub node_port_addresses: Option<Vec<String>>,
     /// `ipvs:`.
     pub ipvs: Option<IpvsConfiguration>,
+    /// `conntrack:`.
+    pub conntrack: Option<ConntrackConfiguration>,
     /// `--cluster-cidr` (comma-separated).
     #[serde(rename = "clusterCIDR")]
     pub cluster_cidr: Option<String>,
@@ -119,7 +142,6 @@ const KNOWN_UNUSED: &[&str] = &[
     "bindAddress",
     "bindAddressHardFail",
     "configSyncPeriod",
-    "conntrack",
     "enableProfiling",
     "featureGates",
     "linux",
@@ -246,6 +268,32 @@ pub fn parse_kube_proxy_configuration(file: &str, text: &str) -> Result<LoadedCo
         ] {
             if let Some(text) = value {
                 parse_duration(text).map_err(|error| invalid(file, field, error.to_string()))?;
+            }
+        }
+    }
+    if let Some(conntrack) = &config.conntrack {
+        for (field, value) in [
+            (
+                "conntrack.tcpEstablishedTimeout",
+                &conntrack.tcp_established_timeout,
+            ),
+            (
+                "conntrack.tcpCloseWaitTimeout",
+                &conntrack.tcp_close_wait_timeout,
+            ),
+            ("conntrack.udpTimeout", &conntrack.udp_timeout),
+            ("conntrack.udpStreamTimeout", &conntrack.udp_stream_timeout),
+        ] {
+            if let Some(text) = value {
+                parse_duration(text).map_err(|error| invalid(file, field, error.to_string()))?;
+            }
+        }
+        for (field, value) in [
+            ("conntrack.maxPerCore", conntrack.max_per_core),
+            ("conntrack.min", conntrack.min),
+        ] {
+            if value.is_some_and(|value| value < 0) {
+                return Err(invalid(file, field, "must be 0 or more"));
             }
         }
     }
@@ -383,6 +431,62 @@ winkernel:
     }
 
     #[test]
+    fn conntrack_block_is_read() {
+        let kubeadm = parse_kube_proxy_configuration("config.conf", KUBEADM).unwrap();
+        let nulls = kubeadm.config.conntrack.unwrap();
+        assert_eq!(
+            (nulls.max_per_core, nulls.min, nulls.tcp_be_liberal),
+            (None, None, Some(false)),
+            "kubeadm's nulls leave the flags' defaults"
+        );
+        let text = KUBEADM
+            .replace("  maxPerCore: null", "  maxPerCore: 0")
+            .replace("  min: null", "  min: 262144")
+            .replace("  tcpBeLiberal: false", "  tcpBeLiberal: true")
+            .replace("  tcpCloseWaitTimeout: null", "  tcpCloseWaitTimeout: 30m")
+            .replace(
+                "  tcpEstablishedTimeout: null",
+                "  tcpEstablishedTimeout: 2h0m0s",
+            )
+            .replace("  udpStreamTimeout: 0s", "  udpStreamTimeout: 2m30s")
+            .replace("  udpTimeout: 0s", "  udpTimeout: 45s");
+        let conntrack = parse_kube_proxy_configuration("config.conf", &text)
+            .unwrap()
+            .config
+            .conntrack
+            .unwrap();
+        let cases = [
+            (
+                "tcpEstablishedTimeout",
+                &conntrack.tcp_established_timeout,
+                7200,
+            ),
+            (
+                "tcpCloseWaitTimeout",
+                &conntrack.tcp_close_wait_timeout,
+                1800,
+            ),
+            ("udpTimeout", &conntrack.udp_timeout, 45),
+            ("udpStreamTimeout", &conntrack.udp_stream_timeout, 150),
+        ];
+        for (field, value, seconds) in cases {
+            assert_eq!(
+                duration_of(value),
+                Some(Duration::from_secs(seconds)),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            (
+                conntrack.max_per_core,
+                conntrack.min,
+                conntrack.tcp_be_liberal
+            ),
+            (Some(0), Some(262144), Some(true))
+        );
+    }
+
+    #[test]
     fn bad_configurations_name_the_field() {
         let cases = [
             (KUBEADM.replace("mode: ipvs", "mode: iptables"), "mode"),
@@ -399,6 +503,12 @@ winkernel:
                 KUBEADM.replace("oomScoreAdj: null", "oomScore: 1"),
                 "oomScore",
             ),
+            (
+                KUBEADM.replace("udpStreamTimeout: 0s", "udpStreamTimeout: 5 minutes"),
+                "conntrack.udpStreamTimeout",
+            ),
+            (KUBEADM.replace("  min: null", "  min: -1"), "conntrack.min"),
+            (KUBEADM.replace("  min: null", "  minimum: 1"), "conntrack"),
             (
                 KUBEADM.replace("kind: KubeProxyConfiguration", "kind: KubeletConfiguration"),
                 "kind",

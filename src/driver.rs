@@ -32,9 +32,13 @@ use crate::model::settings::LocalTrafficDetector;
 use crate::model::{ClusterState, ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
+use crate::system::conntrack::ConntrackSocket;
 use crate::system::kube_proxy_leftovers::remove_kube_proxy_leftovers;
 use crate::system::link::{LinkError, LinkManager};
-use crate::system::sysctl::{apply_sysctls, wanted_sysctls, SysctlSettings};
+use crate::system::sysctl::{
+    apply_sysctl_values, apply_sysctls, wanted_conntrack_sysctls, wanted_hashsize, wanted_sysctls,
+    write_if_different, ConntrackSysctls, SysctlSettings, CONNTRACK_HASHSIZE, CONNTRACK_MAX,
+};
 
 /// How the loop runs, beside the desired-state settings.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct RunOptions {
     pub timeouts: IpvsTimeouts,
     /// `--ipvs-strict-arp`.
     pub strict_arp: bool,
+    /// `--conntrack-*`: kube-proxy's conntrack sysctls, set at start.
+    pub conntrack: ConntrackSysctls,
     /// Whether the engine keeps the kernel's counters (for
     /// `--per-server-metrics`).
     pub keep_counters: bool,
@@ -113,6 +119,7 @@ pub async fn prepare_node(
         warn!(%error, "reading IPVS information");
     }
     set_sysctls(options.strict_arp);
+    set_conntrack_sysctls(&options.conntrack).await;
     let kernel = NetlinkKernel::new(ipvs, LinkManager::new()?);
     let mut engine = SyncEngine::new(
         settings,
@@ -144,6 +151,50 @@ fn set_sysctls(strict_arp: bool) {
             }
         }
         Err(error) => warn!(%error, "setting sysctls"),
+    }
+}
+
+/// Sets kube-proxy's conntrack sysctls (and the hashsize with the max),
+/// each on its own: one that cannot be written is logged (read-only in a
+/// network namespace other than the host's) and the others still go.
+async fn set_conntrack_sysctls(settings: &ConntrackSysctls) {
+    // The sysctls exist once nf_conntrack is loaded: asking ctnetlink
+    // for its statistics loads it.
+    let probe = tokio::task::spawn_blocking(|| ConntrackSocket::new()?.stats()).await;
+    if let Ok(Err(error)) = probe {
+        warn!(%error, "loading conntrack; its sysctls may be missing");
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let wanted = wanted_conntrack_sysctls(settings, cpus);
+    let results = apply_sysctl_values(Path::new("/proc/sys"), &wanted);
+    for ((name, value), result) in wanted.iter().zip(results) {
+        match result {
+            Ok(true) => info!("set {name} = {value}"),
+            Ok(false) => {}
+            Err(error) => warn!(%error, "setting {name} = {value} (left as it is)"),
+        }
+        if *name != CONNTRACK_MAX {
+            continue;
+        }
+        let Some(max) = value.parse().ok() else {
+            continue;
+        };
+        let hashsize = Path::new(CONNTRACK_HASHSIZE);
+        let current = std::fs::read_to_string(hashsize)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        match current.and_then(|current| wanted_hashsize(max, current)) {
+            Some(size) => match write_if_different(hashsize, &size.to_string()) {
+                Ok(_) => info!("set conntrack hashsize = {size}"),
+                Err(error) => warn!(%error, "setting the conntrack hashsize (left as it is)"),
+            },
+            None if current.is_none() => {
+                warn!("reading {CONNTRACK_HASHSIZE}; hashsize left as it is")
+            }
+            None => {}
+        }
     }
 }
 

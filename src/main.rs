@@ -27,6 +27,7 @@ use ipvs_agent::ops::node_events::NodeEvents;
 use ipvs_agent::ops::Observers;
 use ipvs_agent::sources::kubernetes::KubernetesSource;
 use ipvs_agent::sources::manifests::ManifestSource;
+use ipvs_agent::system::sysctl::ConntrackSysctls;
 use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
 
@@ -166,6 +167,11 @@ struct SettingsArgs {
     /// filter, source ranges); false leaves netfilter alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     netfilter: bool,
+    /// Delete stale UDP and SCTP conntrack entries after syncs that
+    /// removed real servers or gave a virtual server its first (the
+    /// agent's own flag; kube-proxy always does).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    conntrack_cleanup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +227,31 @@ struct RunArgs {
     /// Set arp_ignore=1 and arp_announce=2 (needed with MetalLB in L2 mode).
     #[arg(long)]
     ipvs_strict_arp: bool,
+    /// Maximum number of NAT connections to track per CPU core (0 to
+    /// leave the limit as-is and ignore --conntrack-min).
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(i32).range(0..))]
+    conntrack_max_per_core: i32,
+    /// Minimum number of conntrack entries to allocate, regardless of
+    /// --conntrack-max-per-core.
+    #[arg(long, default_value_t = 128 * 1024, value_parser = clap::value_parser!(i32).range(0..))]
+    conntrack_min: i32,
+    /// Idle timeout for established TCP connections (0 to leave as-is).
+    #[arg(long, default_value = "24h0m0s", value_parser = duration)]
+    conntrack_tcp_timeout_established: Duration,
+    /// NAT timeout for TCP connections in the CLOSE_WAIT state (0 to
+    /// leave as-is).
+    #[arg(long, default_value = "1h0m0s", value_parser = duration)]
+    conntrack_tcp_timeout_close_wait: Duration,
+    /// Enable liberal mode for tracking TCP packets
+    /// (nf_conntrack_tcp_be_liberal = 1).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    conntrack_tcp_be_liberal: bool,
+    /// Idle timeout for UNREPLIED UDP connections (0 to leave as-is).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    conntrack_udp_timeout: Duration,
+    /// Idle timeout for ASSURED UDP connections (0 to leave as-is).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    conntrack_udp_timeout_stream: Duration,
     /// Remove what the agent owns and exit (kube-proxy's `--cleanup`; the
     /// same as `ipvs-agent cleanup`).
     #[arg(long)]
@@ -322,6 +353,7 @@ fn settings(args: &SettingsArgs) -> anyhow::Result<ProxySettings> {
             masquerade_bit: args.iptables_masquerade_bit,
             local_detector: local_detector(args)?,
         },
+        conntrack_cleanup: args.conntrack_cleanup,
     })
 }
 
@@ -516,6 +548,56 @@ fn apply_config(args: &mut RunArgs, given: &clap::ArgMatches) -> anyhow::Result<
             }
         }
     }
+    if let Some(conntrack) = &config.conntrack {
+        // Checked to be 0 or more by the parser.
+        for (id, value, target) in [
+            (
+                "conntrack_max_per_core",
+                conntrack.max_per_core,
+                &mut args.conntrack_max_per_core,
+            ),
+            ("conntrack_min", conntrack.min, &mut args.conntrack_min),
+        ] {
+            if let Some(value) = value {
+                if unset(id) {
+                    *target = value;
+                }
+            }
+        }
+        for (id, value, target) in [
+            (
+                "conntrack_tcp_timeout_established",
+                &conntrack.tcp_established_timeout,
+                &mut args.conntrack_tcp_timeout_established,
+            ),
+            (
+                "conntrack_tcp_timeout_close_wait",
+                &conntrack.tcp_close_wait_timeout,
+                &mut args.conntrack_tcp_timeout_close_wait,
+            ),
+            (
+                "conntrack_udp_timeout",
+                &conntrack.udp_timeout,
+                &mut args.conntrack_udp_timeout,
+            ),
+            (
+                "conntrack_udp_timeout_stream",
+                &conntrack.udp_stream_timeout,
+                &mut args.conntrack_udp_timeout_stream,
+            ),
+        ] {
+            if let Some(duration) = duration_of(value) {
+                if unset(id) {
+                    *target = duration;
+                }
+            }
+        }
+        if let Some(liberal) = conntrack.tcp_be_liberal {
+            if unset("conntrack_tcp_be_liberal") {
+                args.conntrack_tcp_be_liberal = liberal;
+            }
+        }
+    }
     let Some(ipvs) = config.ipvs else {
         return Ok(());
     };
@@ -615,6 +697,15 @@ fn run(mut args: RunArgs, given: &clap::ArgMatches) -> anyhow::Result<ExitCode> 
             udp: seconds(args.ipvs_udp_timeout),
         },
         strict_arp: args.ipvs_strict_arp,
+        conntrack: ConntrackSysctls {
+            max_per_core: args.conntrack_max_per_core.max(0) as u32,
+            min: args.conntrack_min.max(0) as u32,
+            tcp_established_timeout: args.conntrack_tcp_timeout_established,
+            tcp_close_wait_timeout: args.conntrack_tcp_timeout_close_wait,
+            tcp_be_liberal: args.conntrack_tcp_be_liberal,
+            udp_timeout: args.conntrack_udp_timeout,
+            udp_stream_timeout: args.conntrack_udp_timeout_stream,
+        },
         keep_counters: args.per_server_metrics,
         wait_for_pod_cidrs: node_cidr,
         remove_kube_proxy_leftovers: settings.datapath.enabled,

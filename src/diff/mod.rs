@@ -3,9 +3,11 @@
 //! sends the operations.
 //!
 //! - [`ownership`]: which kernel virtual servers are the agent's to change.
+//! - [`conntrack`]: which conntrack entries are stale (UDP, SCTP).
 //! - [`netfilter`]: which nftables set elements to add and remove.
 //! - [`plan`]: the diff itself, with graceful termination of real servers.
 
+pub mod conntrack;
 pub mod netfilter;
 pub mod ownership;
 pub mod plan;

@@ -1,6 +1,6 @@
 //! The seam between the engine and the kernel: everything the engine reads
 //! or changes goes through [`Kernel`]. [`NetlinkKernel`] is the real one
-//! (IPVS generic netlink, rtnetlink, nfnetlink reads and `nft -f`); the engine's unit tests use an
+//! (IPVS generic netlink, rtnetlink, nfnetlink reads, `nft -f` and ctnetlink); the engine's unit tests use an
 //! in-memory kernel that answers as the real one does (EEXIST, ESRCH,
 //! ENOENT), and the guest tests remain the proof that the real kernel
 //! agrees.
@@ -10,13 +10,15 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use netlink_ipvs::{
-    IpvsCounters, IpvsError, IpvsHandle, IpvsOperation, IpvsServiceKey, IpvsTimeouts,
+    IpvsCounters, IpvsError, IpvsHandle, IpvsOperation, IpvsProtocol, IpvsServiceKey, IpvsTimeouts,
 };
 
+use crate::model::conntrack::ConntrackEntry;
 use crate::model::netfilter::NetfilterFamily;
 use crate::model::settings::DatapathSettings;
 use crate::model::table::entry_of;
 use crate::model::{LocalAddress, Table, TableEntry};
+use crate::system::conntrack::{self, ConntrackError, Dump};
 use crate::system::link::{AddressChanges, LinkError, LinkManager};
 use crate::system::netfilter::script::Transaction;
 use crate::system::netfilter::{self, KernelTables, NetfilterError};
@@ -76,6 +78,21 @@ pub trait Kernel {
         transaction: &Transaction,
         settings: &DatapathSettings,
     ) -> impl Future<Output = Result<(), NetfilterError>>;
+
+    /// The conntrack entries of `families` whose protocol is one of
+    /// `protocols` (like `conntrack -L -f ipv4 -p udp`).
+    fn conntrack_entries(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        protocols: Vec<IpvsProtocol>,
+    ) -> impl Future<Output = Result<Dump, ConntrackError>>;
+
+    /// Deletes `entries`; one result per entry, in order (an entry
+    /// already gone is deleted).
+    fn delete_conntrack(
+        &mut self,
+        entries: Vec<ConntrackEntry>,
+    ) -> impl Future<Output = Vec<Result<(), ConntrackError>>>;
 }
 
 /// Opens an IPVS generic-netlink connection (its task spawned on the
@@ -171,5 +188,20 @@ impl Kernel for NetlinkKernel {
         settings: &DatapathSettings,
     ) -> Result<(), NetfilterError> {
         netfilter::run_nft(transaction.script(settings)).await
+    }
+
+    async fn conntrack_entries(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        protocols: Vec<IpvsProtocol>,
+    ) -> Result<Dump, ConntrackError> {
+        conntrack::dump_entries(families, protocols).await
+    }
+
+    async fn delete_conntrack(
+        &mut self,
+        entries: Vec<ConntrackEntry>,
+    ) -> Vec<Result<(), ConntrackError>> {
+        conntrack::delete_entries(entries).await
     }
 }

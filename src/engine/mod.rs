@@ -32,9 +32,11 @@
 //! - [`converge`]: plan, apply, re-read rounds.
 //! - [`apply`]: the kernel's answers, by errno (the only errno-aware part).
 //! - [`netfilter`]: the agent's nftables tables, kept like the IPVS table.
+//! - [`conntrack`]: the cleanup of stale UDP and SCTP conntrack entries.
 //! - [`report`]: what a sync did.
 
 pub mod apply;
+pub mod conntrack;
 pub mod converge;
 pub mod index;
 pub mod kernel;
@@ -101,6 +103,8 @@ pub struct SyncEngine<K = NetlinkKernel> {
     full_syncs: u64,
     /// What the engine knows of its nftables tables.
     netfilter: NetfilterView,
+    /// Whether a conntrack cleanup is due (set before the first sync).
+    conntrack_pending: bool,
 }
 
 impl<K: Kernel> SyncEngine<K> {
@@ -130,6 +134,7 @@ impl<K: Kernel> SyncEngine<K> {
             draining: Draining::new(),
             full_syncs: 0,
             netfilter: NetfilterView::default(),
+            conntrack_pending: true,
         }
     }
 
@@ -268,9 +273,11 @@ impl<K: Kernel> SyncEngine<K> {
             .copied()
             .collect();
         self.draining.retain(|(key, _), _| keys.contains(key));
+        self.note_conntrack_changes(&keys);
         let phase = Instant::now();
         self.converge(keys, &mut report).await;
         report.phases.apply = phase.elapsed();
+        self.clean_conntrack(&mut report).await;
         let phase = Instant::now();
         self.sync_netfilter(true, &mut report).await;
         report.phases.netfilter = phase.elapsed();
@@ -301,7 +308,11 @@ impl<K: Kernel> SyncEngine<K> {
         if !self.view_complete {
             reread(&mut self.kernel, &keys, &mut self.view).await?;
         }
+        self.note_conntrack_changes(&keys);
+        let phase = Instant::now();
         self.converge(keys, &mut report).await;
+        report.phases.apply = phase.elapsed();
+        self.clean_conntrack(&mut report).await;
         let phase = Instant::now();
         self.sync_netfilter(false, &mut report).await;
         report.phases.netfilter = phase.elapsed();

@@ -147,6 +147,8 @@ pub struct SyncPhases {
     pub addresses: Duration,
     /// Reading and changing the nftables tables.
     pub netfilter: Duration,
+    /// Dumping conntrack and deleting stale UDP/SCTP entries.
+    pub conntrack: Duration,
 }
 
 /// Totals over the desired state after a sync (the table gauges).
@@ -177,6 +179,22 @@ pub struct NetfilterCounts {
     pub failed: bool,
 }
 
+/// What the conntrack cleanup of a sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConntrackCounts {
+    /// Whether the cleanup ran (it runs only when a UDP or SCTP virtual
+    /// server got its first real server or lost one, at start, and to
+    /// retry a failed one).
+    pub ran: bool,
+    /// UDP and SCTP entries read.
+    pub listed: usize,
+    /// Stale entries deleted.
+    pub deleted: usize,
+    /// Failures: a dump that failed, or entries that could not be
+    /// deleted (never counted in `errors`: IPVS was synced either way).
+    pub failed: usize,
+}
+
 /// What one sync did.
 #[derive(Debug, Clone)]
 pub struct SyncReport {
@@ -202,6 +220,8 @@ pub struct SyncReport {
     pub draining: usize,
     /// What was sent to the nftables tables.
     pub netfilter: NetfilterCounts,
+    /// What the conntrack cleanup did.
+    pub conntrack: ConntrackCounts,
     /// The desired table after the sync.
     pub totals: DesiredTotals,
     /// How long the sync took.
@@ -223,6 +243,7 @@ impl SyncReport {
             addresses_added: 0,
             addresses_removed: 0,
             netfilter: NetfilterCounts::default(),
+            conntrack: ConntrackCounts::default(),
             draining: 0,
             totals: DesiredTotals::default(),
             duration: Duration::ZERO,
@@ -262,6 +283,8 @@ impl SyncReport {
             nft_rules_written = self.netfilter.rules_written,
             nft_elements_added = self.netfilter.elements_added,
             nft_elements_removed = self.netfilter.elements_removed,
+            conntrack_deleted = self.conntrack.deleted,
+            conntrack_failed = self.conntrack.failed,
             draining = self.draining,
             duration_ms = self.duration.as_secs_f64() * 1e3,
             read_ms = self.phases.read.as_secs_f64() * 1e3,
@@ -269,6 +292,7 @@ impl SyncReport {
             apply_ms = self.phases.apply.as_secs_f64() * 1e3,
             addresses_ms = self.phases.addresses.as_secs_f64() * 1e3,
             netfilter_ms = self.phases.netfilter.as_secs_f64() * 1e3,
+            conntrack_ms = self.phases.conntrack.as_secs_f64() * 1e3,
             "synced"
         );
     }

@@ -24,9 +24,11 @@ use serde_json::json;
 use super::kernel::Kernel;
 use super::report::{MessageKind, SyncKind, SyncReport};
 use super::SyncEngine;
+use crate::model::conntrack::ConntrackEntry;
 use crate::model::netfilter::{ElementKey, NetfilterFamily, NetfilterSet, SetElement, SetElements};
 use crate::model::settings::DatapathSettings;
 use crate::model::{ClusterState, LocalAddress, ObjectRef, ProxySettings, Table, TableEntry};
+use crate::system::conntrack::{ConntrackError, Dump};
 use crate::system::errno::{EEXIST, ENOENT, ESRCH};
 use crate::system::link::{address_changes, AddressChanges, LinkError};
 use crate::system::netfilter::read::SetDeclaration;
@@ -55,6 +57,12 @@ struct MemoryState {
     netfilter: BTreeMap<NetfilterFamily, KernelTable>,
     /// Every nftables transaction committed, in order.
     transactions: Vec<Transaction>,
+    /// The conntrack table.
+    conntrack: Vec<ConntrackEntry>,
+    /// Conntrack dumps asked for.
+    conntrack_dumps: usize,
+    /// Whether conntrack dumps fail (as with no nf_conntrack_netlink).
+    conntrack_broken: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -261,6 +269,52 @@ impl Kernel for MemoryKernel {
         _settings: &DatapathSettings,
     ) -> Result<(), NetfilterError> {
         self.0.borrow_mut().commit(transaction)
+    }
+
+    async fn conntrack_entries(
+        &mut self,
+        families: Vec<NetfilterFamily>,
+        protocols: Vec<IpvsProtocol>,
+    ) -> Result<Dump, ConntrackError> {
+        let mut state = self.0.borrow_mut();
+        state.conntrack_dumps += 1;
+        if state.conntrack_broken {
+            return Err(ConntrackError::Refused {
+                what: "dumping the ip conntrack entries".to_owned(),
+                errno: 93,
+            });
+        }
+        let family_of = |address: &IpAddr| match address {
+            IpAddr::V4(_) => NetfilterFamily::Ipv4,
+            IpAddr::V6(_) => NetfilterFamily::Ipv6,
+        };
+        Ok(Dump {
+            entries: state
+                .conntrack
+                .iter()
+                .filter(|entry| {
+                    protocols.contains(&entry.protocol)
+                        && families.contains(&family_of(&entry.source))
+                })
+                .copied()
+                .collect(),
+            skipped: 0,
+        })
+    }
+
+    async fn delete_conntrack(
+        &mut self,
+        entries: Vec<ConntrackEntry>,
+    ) -> Vec<Result<(), ConntrackError>> {
+        let mut state = self.0.borrow_mut();
+        entries
+            .iter()
+            .map(|entry| {
+                // Gone already (ENOENT) counts as deleted, as in the agent.
+                state.conntrack.retain(|held| held != entry);
+                Ok(())
+            })
+            .collect()
     }
 }
 
@@ -1002,4 +1056,134 @@ fn a_zone_change_recomputes_the_services_with_the_new_zone() {
         )]
     );
     assert_converged(&engine, &kernel, &[]);
+}
+
+fn udp_cluster(endpoints: &[&str]) -> ClusterState {
+    let mut cluster = ClusterState::default();
+    cluster.insert_service(
+        serde_json::from_value(json!({
+            "metadata": {"name": "dns", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.53",
+                     "ports": [{"port": 53, "protocol": "UDP", "targetPort": 5353}]}
+        }))
+        .unwrap(),
+    );
+    let endpoints: Vec<_> = endpoints
+        .iter()
+        .map(|address| json!({"addresses": [address], "conditions": {"ready": true}}))
+        .collect();
+    cluster.insert_slice(
+        &serde_json::from_value(json!({
+            "metadata": {"name": "dns-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4",
+            "ports": [{"port": 5353, "protocol": "UDP"}],
+            "endpoints": endpoints
+        }))
+        .unwrap(),
+    );
+    cluster
+}
+
+fn flow(protocol: IpvsProtocol, reply_source: &str) -> ConntrackEntry {
+    ConntrackEntry {
+        protocol,
+        source: ip("10.244.1.14"),
+        destination: ip("10.96.0.53"),
+        source_port: 40000,
+        destination_port: 53,
+        reply_source: ip(reply_source),
+        reply_source_port: if reply_source == "10.96.0.53" {
+            53
+        } else {
+            5353
+        },
+        zone: None,
+    }
+}
+
+#[test]
+fn conntrack_cleanup_runs_when_a_udp_virtual_server_loses_or_gets_real_servers() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    // No endpoint yet: the client's packets left an entry not rewritten.
+    let mut state = udp_cluster(&[]);
+    kernel.with(|k| k.conntrack = vec![flow(IpvsProtocol::Udp, "10.96.0.53")]);
+    let first = block_on(engine.full_sync(&state)).unwrap();
+    assert!(first.conntrack.ran, "the first sync always cleans");
+    assert_eq!(
+        first.conntrack.deleted, 1,
+        "not rewritten: deleted even with no endpoint"
+    );
+
+    // A resync with nothing changed does not dump.
+    let dumps = kernel.with(|k| k.conntrack_dumps);
+    let quiet = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert!(!quiet.conntrack.ran);
+    assert_eq!(kernel.with(|k| k.conntrack_dumps), dumps);
+
+    // The first endpoint: the entry made meanwhile goes.
+    kernel.with(|k| k.conntrack = vec![flow(IpvsProtocol::Udp, "10.96.0.53")]);
+    state = udp_cluster(&["10.244.0.11"]);
+    let got = block_on(engine.sync_services(&state, &refs(&["dns"]))).unwrap();
+    assert_eq!((got.conntrack.ran, got.conntrack.deleted), (true, 1));
+
+    // The endpoint replaced: its flow goes, TCP and fresh flows stay.
+    kernel.with(|k| {
+        k.conntrack = vec![
+            flow(IpvsProtocol::Udp, "10.244.0.11"),
+            flow(IpvsProtocol::Tcp, "10.244.0.11"),
+        ]
+    });
+    state = udp_cluster(&["10.244.0.12"]);
+    let replaced = block_on(engine.sync_services(&state, &refs(&["dns"]))).unwrap();
+    assert_eq!(replaced.conntrack.deleted, 1);
+    assert_eq!(replaced.failed(), 0);
+    assert_eq!(
+        kernel.with(|k| k.conntrack.clone()),
+        vec![flow(IpvsProtocol::Tcp, "10.244.0.11")]
+    );
+
+    // A second endpoint added: nothing is stale, no dump.
+    let dumps = kernel.with(|k| k.conntrack_dumps);
+    state = udp_cluster(&["10.244.0.12", "10.244.0.13"]);
+    let added = block_on(engine.sync_services(&state, &refs(&["dns"]))).unwrap();
+    assert!(!added.conntrack.ran);
+    assert_eq!(kernel.with(|k| k.conntrack_dumps), dumps);
+}
+
+#[test]
+fn a_failed_conntrack_cleanup_is_counted_never_fatal_and_retried() {
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    let state = udp_cluster(&["10.244.0.11"]);
+    kernel.with(|k| k.conntrack_broken = true);
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    assert_eq!(report.conntrack.failed, 1);
+    assert_eq!(
+        report.failed(),
+        0,
+        "IPVS synced; the failure is not an IPVS one"
+    );
+    assert_converged(&engine, &kernel, &[]);
+    kernel.with(|k| {
+        k.conntrack_broken = false;
+        k.conntrack = vec![flow(IpvsProtocol::Udp, "10.244.9.9")];
+    });
+    let retry = block_on(engine.resync(&state, &BTreeSet::new())).unwrap();
+    assert_eq!((retry.conntrack.ran, retry.conntrack.deleted), (true, 1));
+}
+
+#[test]
+fn conntrack_cleanup_can_be_turned_off() {
+    let kernel = MemoryKernel::node();
+    let settings = ProxySettings {
+        conntrack_cleanup: false,
+        ..ProxySettings::default()
+    };
+    let mut engine = engine(&kernel, settings);
+    kernel.with(|k| k.conntrack = vec![flow(IpvsProtocol::Udp, "10.96.0.53")]);
+    let report = block_on(engine.full_sync(&udp_cluster(&["10.244.0.11"]))).unwrap();
+    assert!(!report.conntrack.ran);
+    assert_eq!(kernel.with(|k| k.conntrack_dumps), 0);
 }

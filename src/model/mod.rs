@@ -10,9 +10,11 @@
 //! - [`node`]: what the agent knows of its node, and `kube-ipvs0`.
 //! - [`netfilter`]: the sets of the agent's nftables tables and their
 //!   elements.
+//! - [`conntrack`]: a conntrack entry as the cleanup sees it.
 //! - [`settings`]: the agent's settings (kube-proxy's flags).
 
 pub mod cluster;
+pub mod conntrack;
 pub mod netfilter;
 pub mod node;
 pub mod object_ref;

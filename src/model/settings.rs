@@ -72,6 +72,9 @@ pub struct ProxySettings {
     pub drain_timeout: Duration,
     /// The netfilter rules around IPVS.
     pub datapath: DatapathSettings,
+    /// Whether stale UDP and SCTP conntrack entries are deleted after a
+    /// sync (`--conntrack-cleanup`, default true).
+    pub conntrack_cleanup: bool,
 }
 
 /// How traffic from the node's own pods is told apart
@@ -142,6 +145,7 @@ impl Default for ProxySettings {
             node_port_range: 30000..=32767,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             datapath: DatapathSettings::default(),
+            conntrack_cleanup: true,
         }
     }
 }

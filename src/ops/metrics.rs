@@ -131,6 +131,18 @@ fn describe() {
         "ipvs_agent_nftables_rules_written_total",
         "Times a family's nftables rules were written (at start, and to repair drift)"
     );
+    describe_counter!(
+        "ipvs_agent_conntrack_entries_deleted_total",
+        "Stale UDP and SCTP conntrack entries deleted"
+    );
+    describe_counter!(
+        "ipvs_agent_conntrack_failures_total",
+        "Conntrack dumps that failed and entries that could not be deleted"
+    );
+    describe_histogram!(
+        "kubeproxy_conntrack_reconciler_sync_duration_seconds",
+        "How long a conntrack cleanup took (kube-proxy's name)"
+    );
 }
 
 /// Counts an answer of `/healthz` (`check_node`) or `/livez` by code
@@ -176,6 +188,13 @@ pub fn record_sync(report: &SyncReport) {
     counter!("ipvs_agent_nftables_elements_total", "operation" => "delete")
         .increment(netfilter.elements_removed as u64);
     counter!("ipvs_agent_nftables_rules_written_total").increment(netfilter.rules_written as u64);
+    let conntrack = &report.conntrack;
+    counter!("ipvs_agent_conntrack_entries_deleted_total").increment(conntrack.deleted as u64);
+    counter!("ipvs_agent_conntrack_failures_total").increment(conntrack.failed as u64);
+    if conntrack.ran {
+        histogram!("kubeproxy_conntrack_reconciler_sync_duration_seconds")
+            .record(report.phases.conntrack.as_secs_f64());
+    }
     gauge!("ipvs_agent_draining_real_servers").set(report.draining as f64);
     let totals = &report.totals;
     gauge!("ipvs_agent_virtual_servers").set(totals.virtual_servers as f64);

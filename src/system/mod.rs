@@ -5,12 +5,15 @@
 //! - [`address_batch`]: many address changes in few datagrams.
 //! - [`netfilter`]: the agent's nftables tables (masquerade, hairpin,
 //!   the VIP filter, source ranges).
+//! - [`conntrack`]: conntrack entries over ctnetlink (dump, delete),
+//!   for the cleanup of stale UDP and SCTP flows.
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
 //! - [`errno`]: the kernel answers told apart there.
 //!
 //! Depends on [`crate::model`] only.
 
 pub mod address_batch;
+pub mod conntrack;
 pub mod errno;
 pub mod kube_proxy_leftovers;
 pub mod link;

@@ -17,6 +17,18 @@
 //!
 //! [`wanted_sysctls`] (pure) decides; [`apply_sysctls`] writes only the
 //! values that differ.
+//!
+//! And kube-proxy's conntrack settings (`--conntrack-*`, the `conntrack:`
+//! block; `pkg/proxy/conntrack/sysctls.go`, `setSysctls`, read at
+//! kubernetes/kubernetes commit 3520f8d6): [`wanted_conntrack_sysctls`]
+//! (pure) and [`apply_sysctl_values`], which tries each and reports each.
+//! Where the agent differs: a sysctl that cannot be written is logged and
+//! the others are still set (kube-proxy v1.29 on fails to start; older
+//! ones only tolerated a read-only `/sys` for the hashsize). In a network
+//! namespace other than the host's, `nf_conntrack_max` is read-only and
+//! the hashsize is the host's, so an agent there logs them and goes on;
+//! the CPU count is the CPUs the agent may run on
+//! (`available_parallelism`; kube-proxy counts the machine's from `/sys`).
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +51,132 @@ pub struct SysctlError {
     /// Why.
     #[source]
     pub source: std::io::Error,
+}
+
+/// kube-proxy's conntrack settings (its `KubeProxyConntrackConfiguration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConntrackSysctls {
+    /// `--conntrack-max-per-core` (0: leave `nf_conntrack_max` alone).
+    pub max_per_core: u32,
+    /// `--conntrack-min`: the floor of `nf_conntrack_max`.
+    pub min: u32,
+    /// `--conntrack-tcp-timeout-established` (0: leave it).
+    pub tcp_established_timeout: std::time::Duration,
+    /// `--conntrack-tcp-timeout-close-wait` (0: leave it).
+    pub tcp_close_wait_timeout: std::time::Duration,
+    /// `--conntrack-tcp-be-liberal` (false: leave it).
+    pub tcp_be_liberal: bool,
+    /// `--conntrack-udp-timeout` (0: leave it).
+    pub udp_timeout: std::time::Duration,
+    /// `--conntrack-udp-timeout-stream` (0: leave it).
+    pub udp_stream_timeout: std::time::Duration,
+}
+
+impl Default for ConntrackSysctls {
+    /// kube-proxy's defaults.
+    fn default() -> Self {
+        Self {
+            max_per_core: 32 * 1024,
+            min: 128 * 1024,
+            tcp_established_timeout: std::time::Duration::from_secs(24 * 3600),
+            tcp_close_wait_timeout: std::time::Duration::from_secs(3600),
+            tcp_be_liberal: false,
+            udp_timeout: std::time::Duration::ZERO,
+            udp_stream_timeout: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// `nf_conntrack_max`'s path under `/proc/sys`.
+pub const CONNTRACK_MAX: &str = "net/netfilter/nf_conntrack_max";
+
+/// The conntrack hashsize, under `/sys` (global to the host).
+pub const CONNTRACK_HASHSIZE: &str = "/sys/module/nf_conntrack/parameters/hashsize";
+
+/// `nf_conntrack_max` as kube-proxy computes it: `max_per_core * cpus`,
+/// at least `min`; `None` when `max_per_core` is 0.
+pub fn conntrack_max(settings: &ConntrackSysctls, cpus: u32) -> Option<u32> {
+    (settings.max_per_core > 0)
+        .then(|| settings.max_per_core.saturating_mul(cpus).max(settings.min))
+}
+
+/// The conntrack sysctls to hold (paths under `/proc/sys`), in
+/// kube-proxy's order.
+pub fn wanted_conntrack_sysctls(
+    settings: &ConntrackSysctls,
+    cpus: u32,
+) -> Vec<(&'static str, String)> {
+    let mut wanted = Vec::new();
+    if let Some(max) = conntrack_max(settings, cpus) {
+        wanted.push((CONNTRACK_MAX, max.to_string()));
+    }
+    let seconds = |duration: std::time::Duration| duration.as_secs().to_string();
+    for (name, duration) in [
+        (
+            "net/netfilter/nf_conntrack_tcp_timeout_established",
+            settings.tcp_established_timeout,
+        ),
+        (
+            "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+            settings.tcp_close_wait_timeout,
+        ),
+    ] {
+        if !duration.is_zero() {
+            wanted.push((name, seconds(duration)));
+        }
+    }
+    if settings.tcp_be_liberal {
+        wanted.push(("net/netfilter/nf_conntrack_tcp_be_liberal", "1".to_owned()));
+    }
+    for (name, duration) in [
+        (
+            "net/netfilter/nf_conntrack_udp_timeout",
+            settings.udp_timeout,
+        ),
+        (
+            "net/netfilter/nf_conntrack_udp_timeout_stream",
+            settings.udp_stream_timeout,
+        ),
+    ] {
+        if !duration.is_zero() {
+            wanted.push((name, seconds(duration)));
+        }
+    }
+    wanted
+}
+
+/// The hashsize to write when `max` needs a bigger one than `current`
+/// (kube-proxy: at least a quarter of `nf_conntrack_max`).
+pub fn wanted_hashsize(max: u32, current: u32) -> Option<u32> {
+    (current < max / 4).then_some(max / 4)
+}
+
+/// Writes each of `wanted` under `root` whose value differs; one result
+/// per sysctl, in order (`Ok(true)`: changed), so that one that cannot
+/// be written does not keep the others from being set.
+pub fn apply_sysctl_values(
+    root: &Path,
+    wanted: &[(&'static str, String)],
+) -> Vec<Result<bool, SysctlError>> {
+    wanted
+        .iter()
+        .map(|(name, value)| write_if_different(&root.join(name), value))
+        .collect()
+}
+
+/// Writes `value` to `path` unless it holds it already; `Ok(true)`:
+/// written.
+pub fn write_if_different(path: &Path, value: &str) -> Result<bool, SysctlError> {
+    let error = |source| SysctlError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let current = std::fs::read_to_string(path).map_err(error)?;
+    if current.trim() == value {
+        return Ok(false);
+    }
+    std::fs::write(path, format!("{value}\n")).map_err(error)?;
+    Ok(true)
 }
 
 /// `(major, minor)` of a kernel release such as `6.1.0-56-amd64`.
@@ -137,6 +275,108 @@ mod tests {
         let strict = names("6.1.0", true);
         assert!(strict.contains(&"net/ipv4/conf/all/arp_ignore"));
         assert!(strict.contains(&"net/ipv4/conf/all/arp_announce"));
+    }
+
+    #[test]
+    fn conntrack_sysctls_follow_kube_proxy() {
+        let defaults = ConntrackSysctls::default();
+        let cases = [
+            (
+                "defaults on 2 CPUs: the floor wins",
+                defaults,
+                2,
+                vec![
+                    (CONNTRACK_MAX, "131072"),
+                    (
+                        "net/netfilter/nf_conntrack_tcp_timeout_established",
+                        "86400",
+                    ),
+                    ("net/netfilter/nf_conntrack_tcp_timeout_close_wait", "3600"),
+                ],
+            ),
+            (
+                "defaults on 8 CPUs: scaled",
+                defaults,
+                8,
+                vec![
+                    (CONNTRACK_MAX, "262144"),
+                    (
+                        "net/netfilter/nf_conntrack_tcp_timeout_established",
+                        "86400",
+                    ),
+                    ("net/netfilter/nf_conntrack_tcp_timeout_close_wait", "3600"),
+                ],
+            ),
+            (
+                "max-per-core 0 leaves the max; zero timeouts leave them",
+                ConntrackSysctls {
+                    max_per_core: 0,
+                    tcp_established_timeout: std::time::Duration::ZERO,
+                    tcp_close_wait_timeout: std::time::Duration::ZERO,
+                    ..defaults
+                },
+                8,
+                vec![],
+            ),
+            (
+                "be-liberal and the UDP timeouts only when set",
+                ConntrackSysctls {
+                    max_per_core: 0,
+                    tcp_established_timeout: std::time::Duration::ZERO,
+                    tcp_close_wait_timeout: std::time::Duration::ZERO,
+                    tcp_be_liberal: true,
+                    udp_timeout: std::time::Duration::from_secs(45),
+                    udp_stream_timeout: std::time::Duration::from_secs(150),
+                    ..defaults
+                },
+                8,
+                vec![
+                    ("net/netfilter/nf_conntrack_tcp_be_liberal", "1"),
+                    ("net/netfilter/nf_conntrack_udp_timeout", "45"),
+                    ("net/netfilter/nf_conntrack_udp_timeout_stream", "150"),
+                ],
+            ),
+        ];
+        for (name, settings, cpus, expected) in cases {
+            let expected: Vec<(&str, String)> = expected
+                .into_iter()
+                .map(|(path, value)| (path, value.to_owned()))
+                .collect();
+            assert_eq!(
+                wanted_conntrack_sysctls(&settings, cpus),
+                expected,
+                "{name}"
+            );
+        }
+        assert_eq!(wanted_hashsize(262144, 65536), None);
+        assert_eq!(wanted_hashsize(262144, 16384), Some(65536));
+    }
+
+    #[test]
+    fn a_conntrack_sysctl_that_cannot_be_written_does_not_stop_the_others() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("net/netfilter")).unwrap();
+        std::fs::write(
+            root.path().join("net/netfilter/nf_conntrack_udp_timeout"),
+            "30\n",
+        )
+        .unwrap();
+        let wanted = [
+            (CONNTRACK_MAX, "131072".to_owned()),
+            ("net/netfilter/nf_conntrack_udp_timeout", "45".to_owned()),
+        ];
+        let results = apply_sysctl_values(root.path(), &wanted);
+        let missing = results[0].as_ref().unwrap_err();
+        assert!(
+            missing.to_string().contains("nf_conntrack_max"),
+            "{missing}"
+        );
+        assert!(results[1].as_ref().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("net/netfilter/nf_conntrack_udp_timeout"))
+                .unwrap(),
+            "45\n"
+        );
     }
 
     #[test]
