@@ -464,6 +464,35 @@ ip link del br-nodes 2>/dev/null
 exit 0
 "#;
 
+/// Waits (at most 30 s) until the watchdogs of clusters made by earlier
+/// test processes have cleaned up: the previous test binary may have
+/// exited a moment ago, and its watchdog (which polls once a second)
+/// would otherwise delete the namespaces this cluster is about to make.
+fn wait_for_earlier_watchdogs() {
+    let me = std::process::id().to_string();
+    let earlier = || -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .filter_map(|cmdline| {
+                let args: Vec<String> = cmdline
+                    .split(|byte| *byte == 0)
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect();
+                let is_watchdog = args.len() > 4 && args[0] == "sh" && args[3] == "watchdog";
+                (is_watchdog && args[4] != me).then(|| args[4].clone())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !earlier().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The cluster: two nodes, `outside`, pods, servers, agents (see the
 /// module's documentation). Removed on drop.
 #[derive(Debug)]
@@ -491,6 +520,7 @@ impl Cluster {
     /// Creates the nodes, `outside` and the bridge (no pods, no agents).
     pub fn create() -> Cluster {
         require_guest();
+        wait_for_earlier_watchdogs();
         remove_network(&[]);
         let id = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
         let manifests =
