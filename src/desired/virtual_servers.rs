@@ -21,7 +21,7 @@
 //! - a Local policy without local endpoints falls back to the cluster
 //!   endpoints, as kube-proxy's IPVS proxier does (`syncEndpoint`, from
 //!   kubernetes PR 97081, current through v1.35): see
-//!   [`fallback_to_cluster`];
+//!   `fallback_to_cluster`;
 //! - on `kube-ipvs0`: every ClusterIP, and the externalIPs and
 //!   LoadBalancer IPs that no other interface of the node already holds.
 
