@@ -7,6 +7,7 @@
 //!   the VIP filter, source ranges).
 //! - [`conntrack`]: conntrack entries over ctnetlink (dump, delete),
 //!   for the cleanup of stale UDP and SCTP flows.
+//! - [`nfnetlink`]: opening a netfilter netlink socket (both above).
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
 //! - [`errno`]: the kernel answers told apart there.
 //!
@@ -18,4 +19,5 @@ pub mod errno;
 pub mod kube_proxy_leftovers;
 pub mod link;
 pub mod netfilter;
+pub mod nfnetlink;
 pub mod sysctl;

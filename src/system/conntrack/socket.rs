@@ -2,15 +2,14 @@
 //! entries one acknowledged request at a time. Run it with
 //! `spawn_blocking`.
 
-use std::io;
-
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use super::message::{delete_request, dump_request, parse_datagram, stats_request};
 use super::ConntrackError;
 use crate::model::conntrack::ConntrackEntry;
 use crate::model::netfilter::NetfilterFamily;
 use crate::system::errno::ENOENT;
+use crate::system::nfnetlink::open_socket;
 
 /// A dump: the entries of one family, and how many messages were skipped.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,14 +31,8 @@ pub struct ConntrackSocket {
 impl ConntrackSocket {
     /// Opens the socket.
     pub fn new() -> Result<Self, ConntrackError> {
-        let open = || -> io::Result<Socket> {
-            let mut socket = Socket::new(NETLINK_NETFILTER)?;
-            socket.bind_auto()?;
-            socket.connect(&SocketAddr::new(0, 0))?;
-            Ok(socket)
-        };
         Ok(Self {
-            socket: open().map_err(|error| ConntrackError::Socket {
+            socket: open_socket().map_err(|error| ConntrackError::Socket {
                 what: "opening a ctnetlink socket".into(),
                 error,
             })?,

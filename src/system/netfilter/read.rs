@@ -14,12 +14,11 @@
 //! message walk are pure and tested with bytes the kernel sends.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_ipvs::IpvsProtocol;
 use netlink_packet_core::{NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use super::NetfilterError;
 use crate::model::netfilter::{
@@ -27,6 +26,7 @@ use crate::model::netfilter::{
     NETFILTER_TABLE,
 };
 use crate::system::errno::ENOENT;
+use crate::system::nfnetlink::open_socket;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -347,14 +347,8 @@ pub struct TableReader {
 impl TableReader {
     /// Opens the socket.
     pub fn new() -> Result<Self, NetfilterError> {
-        let open = || -> io::Result<Socket> {
-            let mut socket = Socket::new(NETLINK_NETFILTER)?;
-            socket.bind_auto()?;
-            socket.connect(&SocketAddr::new(0, 0))?;
-            Ok(socket)
-        };
         Ok(Self {
-            socket: open().map_err(|error| NetfilterError::Netlink {
+            socket: open_socket().map_err(|error| NetfilterError::Netlink {
                 what: "opening an nfnetlink socket".into(),
                 error,
             })?,
