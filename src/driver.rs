@@ -134,6 +134,25 @@ pub async fn prepare_node(
     Ok(engine)
 }
 
+/// `--init-only` (kube-proxy's): what needs full root privileges, then
+/// nothing else: loads IPVS and conntrack, sets kube-proxy's sysctls and
+/// the IPVS timeouts. Failures are logged, as at a normal start.
+pub async fn initialize_node(options: &RunOptions) -> Result<(), RunError> {
+    let ipvs = connect_ipvs()?;
+    if let Err(error) = ipvs.info().await {
+        warn!(%error, "reading IPVS information");
+    }
+    set_sysctls(options.strict_arp);
+    set_conntrack_sysctls(&options.conntrack).await;
+    let timeouts = &options.timeouts;
+    if timeouts.tcp != 0 || timeouts.tcp_fin != 0 || timeouts.udp != 0 {
+        if let Err(error) = ipvs.set_timeouts(timeouts).await {
+            warn!(%error, "setting IPVS timeouts");
+        }
+    }
+    Ok(())
+}
+
 /// Sets the sysctls kube-proxy's IPVS mode needs, logging what changed.
 fn set_sysctls(strict_arp: bool) {
     let release = match std::fs::read_to_string("/proc/sys/kernel/osrelease") {

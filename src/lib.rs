@@ -36,17 +36,22 @@
 //! - [`commands`]: `plan`, `list`, `cleanup`, one per file.
 //! - [`system`]: what the agent changes on the node besides IPVS:
 //!   `kube-ipvs0` and its addresses, sysctls, its nftables tables.
-//! - [`config`]: `--config`: kube-proxy's `KubeProxyConfiguration`.
+//! - [`config`]: kube-proxy's `KubeProxyConfiguration`, decoded,
+//!   defaulted and validated as kube-proxy does.
+//! - [`cli`]: the command line: kube-proxy's flags (no subcommand means
+//!   `run`), the agent's own, and their resolution into settings; the
+//!   binary (`main.rs`) only runs what it resolves.
 //!
 //! Dependency rule: `model` ← {`desired`, `diff`} ← `engine` ← `driver` →
 //! `sources`; `ops` reads `engine::report` (and `model`); `system` depends
-//! on `model` only; nothing depends on `commands`. The one edge from
+//! on `model` only; nothing depends on `commands` or `cli`. The one edge from
 //! `sources` to `ops`: the API watchers tell `ops::health` whether the API
 //! server answers. `integration/scripts/check-imports.py` (in CI) fails on
 //! any import circle between sibling modules. Names differ from the
 //! layout document where the code said better: the per-Service state is
 //! `engine::index::DesiredIndex`, the HTTP servers `ops::http`.
 
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desired;

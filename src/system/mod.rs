@@ -9,6 +9,7 @@
 //!   for the cleanup of stale UDP and SCTP flows.
 //! - [`nfnetlink`]: opening a netfilter netlink socket (both above).
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
+//! - [`oom_score`]: the agent's own `oom_score_adj`.
 //! - [`errno`]: the kernel answers told apart there.
 //!
 //! Depends on [`crate::model`] only.
@@ -20,4 +21,5 @@ pub mod kube_proxy_leftovers;
 pub mod link;
 pub mod netfilter;
 pub mod nfnetlink;
+pub mod oom_score;
 pub mod sysctl;

@@ -56,11 +56,21 @@ pub enum KubernetesError {
     /// The client could not be made from the configuration.
     #[error("creating the Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    /// `--master` is not a URL.
+    #[error("--master {master:?}: not a URL (https://HOST:PORT)")]
+    Master {
+        /// The value given.
+        master: String,
+    },
 }
 
 /// A client from `kubeconfig`, else as kubectl finds one ($KUBECONFIG,
-/// ~/.kube/config) or the in-cluster service account.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubernetesError> {
+/// ~/.kube/config) or the in-cluster service account; `master` (kube-proxy's
+/// `--master`) replaces the API server's address.
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    master: Option<&str>,
+) -> Result<Client, KubernetesError> {
     let kubeconfig_error = |source| KubernetesError::Kubeconfig {
         path: kubeconfig
             .map(|path| path.display().to_string())
@@ -81,6 +91,13 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubernetesError
     // The client's own retry of 503/429/504 (15 tries, minutes in all)
     // would hide an unavailable API server from the watchers; they have
     // their own backoff, and health must see the outage.
+    // kube-proxy's `--master`: the API server's address over the
+    // kubeconfig's.
+    if let Some(master) = master.filter(|master| !master.is_empty()) {
+        config.cluster_url = master.parse().map_err(|_| KubernetesError::Master {
+            master: master.to_owned(),
+        })?;
+    }
     config.default_retry = false;
     Client::try_from(config).map_err(KubernetesError::Client)
 }
