@@ -208,7 +208,7 @@ fn run_options(resolved: &Resolved, args: &RunArgs, node_name: String) -> RunOpt
         drain_check_interval: args.agent.drain_check_interval,
         timeouts: IpvsTimeouts { tcp, tcp_fin, udp },
         strict_arp: resolved.strict_arp,
-        conntrack: resolved.conntrack.clone(),
+        conntrack: resolved.conntrack,
         keep_counters: args.agent.per_server_metrics,
         wait_for_pod_cidrs: node_cidr,
         remove_kube_proxy_leftovers: resolved.settings.datapath.enabled,

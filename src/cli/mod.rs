@@ -187,3 +187,6 @@ impl Cli {
             .unwrap_or_else(|| Command::Run(Box::new(self.run)))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -286,12 +286,14 @@ fn local_detector(config: &KubeProxyConfiguration) -> Result<LocalTrafficDetecto
         ),
         // Filled from the Node's spec.podCIDRs when `run` starts.
         "NodeCIDR" => LocalTrafficDetector::NodeCidr(Vec::new()),
-        other => return Err(invalid(
-            "detectLocalMode",
-            format!(
+        other => {
+            return Err(invalid(
+                "detectLocalMode",
+                format!(
                 "{other:?}: expected ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix"
             ),
-        )),
+            ))
+        }
     })
 }
 

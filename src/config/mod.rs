@@ -283,12 +283,14 @@ pub fn validate(config: &KubeProxyConfiguration) -> Result<Vec<String>, (String,
             )
         }
         "BridgeInterface" | "InterfaceNamePrefix" => {}
-        other => return refuse(
-            "detectLocalMode",
-            format!(
+        other => {
+            return refuse(
+                "detectLocalMode",
+                format!(
                 "{other:?}: must be ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix"
             ),
-        ),
+            )
+        }
     }
     match config.logging.format.as_str() {
         "" | "text" | "json" => {}
