@@ -8,7 +8,9 @@
 //! kubeadm's kubeconfig.conf names the in-cluster CA and the service
 //! account's token file; the stand-in speaks plain HTTP, so the cluster
 //! entry here has the stand-in's `http://` address and no CA, and the
-//! token file is a file of this test (the stand-in takes any token).
+//! token file is a file of this test (the stand-in takes any token),
+//! written as the kubelet writes a projected token: no trailing newline
+//! (client-go trims one, kube-rs sends it and the header is refused).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -140,7 +142,7 @@ fn configmap_dir(standin: &Standin) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("make the ConfigMap's directory");
     let token = dir.join("token");
-    std::fs::write(&token, "kubeadm-service-account-token\n").expect("write the token");
+    std::fs::write(&token, "kubeadm-service-account-token").expect("write the token");
     std::fs::write(
         dir.join("kubeconfig.conf"),
         kubeadm_kubeconfig(&server_of(&standin.kubeconfig), &token),
