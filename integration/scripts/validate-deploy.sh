@@ -296,21 +296,46 @@ for env in agent.get("env", []):
         check(ref.get("optional") is True or ref["key"] in one("ConfigMap", ref["name"]).get("data", {}),
               f"env {env['name']}: ConfigMap {ref['name']} has no key {ref['key']} and the ref is not optional")
 command = agent.get("command", []) + agent.get("args", [])
-config_path = command[command.index("--config") + 1] if "--config" in command else None
+
+
+def flag(name):
+    """A flag's value in either of pflag's forms, --name=value or --name value."""
+    for index, word in enumerate(command):
+        if word.startswith(f"--{name}="):
+            return word.split("=", 1)[1]
+        if word == f"--{name}" and index + 1 < len(command):
+            return command[index + 1]
+    return None
+
+
+def mounted_key(path, what):
+    """The ConfigMap data key mounted at PATH, or None (with a problem)."""
+    directory, key = path.rsplit("/", 1)
+    volume_names = [n for n, m in mounts.items() if m["mountPath"] == directory]
+    if not check(volume_names, f"{what} {path}: nothing mounted at {directory}"):
+        return None
+    check(mounts[volume_names[0]].get("readOnly") is True, f"{directory} must be mounted readOnly")
+    cm_name = volumes[volume_names[0]].get("configMap", {}).get("name")
+    data = one("ConfigMap", cm_name).get("data", {})
+    return data[key] if check(key in data, f"ConfigMap {cm_name} has no key {key}") else None
+
+
+# kubeadm's command line: no subcommand, --config and --hostname-override.
+check(not command[1:] or command[1].startswith("-"), f"DaemonSet: kubeadm's command has no subcommand: {command}")
+check(flag("hostname-override") == "$(NODE_NAME)", "DaemonSet: --hostname-override must be $(NODE_NAME)")
+config_path = flag("config")
 check(config_path, "DaemonSet: the agent is not given --config")
 config = {}
 if config_path:
-    directory, key = config_path.rsplit("/", 1)
-    volume_names = [n for n, m in mounts.items() if m["mountPath"] == directory]
-    if check(volume_names, f"--config {config_path}: nothing mounted at {directory}"):
-        check(mounts[volume_names[0]].get("readOnly") is True, f"{directory} must be mounted readOnly")
-        cm_name = volumes[volume_names[0]].get("configMap", {}).get("name")
-        data = one("ConfigMap", cm_name).get("data", {})
-        if check(key in data, f"ConfigMap {cm_name} has no key {key}"):
-            config = yaml.safe_load(data[key])
+    text = mounted_key(config_path, "--config")
+    if text is not None:
+        config = yaml.safe_load(text)
+kubeconfig = (config.get("clientConnection") or {}).get("kubeconfig")
+if kubeconfig:
+    mounted_key(kubeconfig, "clientConnection.kubeconfig")
 check(config.get("apiVersion") == "kubeproxy.config.k8s.io/v1alpha1" and config.get("kind") == "KubeProxyConfiguration",
-      "config.yaml is not a kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration")
-check(config.get("mode") == "ipvs", "config.yaml: mode must be ipvs")
+      "config.conf is not a kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration")
+check(config.get("mode") == "ipvs", "config.conf: mode must be ipvs")
 
 
 def bind(field):
@@ -318,7 +343,7 @@ def bind(field):
     try:
         return ipaddress.ip_address(host.strip("[]")), int(port)
     except ValueError:
-        problems.append(f"config.yaml {field} {config.get(field)!r} is not ADDRESS:PORT")
+        problems.append(f"config.conf {field} {config.get(field)!r} is not ADDRESS:PORT")
         return None, None
 
 
@@ -356,6 +381,14 @@ for file, sm in monitors:
         check(subset(service["spec"].get("selector"), pod_labels), "the metrics Service does not select the DaemonSet's pods")
         service_ports = {p.get("name"): p for p in service["spec"].get("ports", [])}
         for endpoint in spec["endpoints"]:
+            # kubernetes-mixin's kube-proxy dashboard and KubeProxyDown alert
+            # select job="kube-proxy".
+            job = service["metadata"].get("labels", {}).get(spec.get("jobLabel", ""), service["metadata"]["name"])
+            for relabel in endpoint.get("relabelings") or []:
+                if relabel.get("targetLabel") == "job" and relabel.get("action", "replace") == "replace" \
+                        and not relabel.get("sourceLabels"):
+                    job = relabel.get("replacement")
+            check(job == "kube-proxy", f"{file}: the scrape's job label is {job!r}, not kube-proxy (kubernetes-mixin)")
             if check(endpoint.get("port") in service_ports, f"ServiceMonitor port {endpoint.get('port')!r} is not a port of the Service"):
                 target = service_ports[endpoint["port"]].get("targetPort")
                 check(target in ports or target in ports.values(), f"Service targetPort {target!r} is not a container port")
@@ -366,7 +399,7 @@ if problems:
     sys.exit(f"validate-deploy: FAILED: {len(problems)} structure/wiring problem(s)")
 for file, sm in monitors:
     print(f"  {file}: {sm['kind']}/{sm['metadata']['name']}: structure checked (no schema)")
-print(f"  {len(objects)} objects: references, ports, selectors, RBAC binding, config.yaml, skip annotations consistent")
+print(f"  {len(objects)} objects: references, ports, selectors, RBAC binding, command line, config.conf, skip annotations consistent")
 PY
 
 # --- 3. checkov --------------------------------------------------------------
