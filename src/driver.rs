@@ -136,7 +136,8 @@ pub async fn prepare_node(
 
 /// `--init-only` (kube-proxy's): what needs full root privileges, then
 /// nothing else: loads IPVS and conntrack, sets kube-proxy's sysctls and
-/// the IPVS timeouts. Failures are logged, as at a normal start.
+/// the IPVS timeouts. No IPVS in the kernel is an error; the sysctls'
+/// and timeouts' failures are logged, as at a normal start.
 pub async fn initialize_node(options: &RunOptions) -> Result<(), RunError> {
     let ipvs = connect_ipvs()?;
     if let Err(error) = ipvs.info().await {

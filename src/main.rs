@@ -69,9 +69,15 @@ fn configure(args: &RunArgs, format: Option<LogFormat>) -> anyhow::Result<Resolv
     Ok(resolved)
 }
 
+/// kube-proxy's `GetHostname`: the override (flag or file), else the
+/// hostname; trimmed and lowercased, and a blank override is an error.
 fn node_name(resolved: &Resolved) -> anyhow::Result<String> {
     if !resolved.hostname_override.is_empty() {
-        return Ok(resolved.hostname_override.clone());
+        let name = resolved.hostname_override.trim();
+        if name.is_empty() {
+            bail!("hostnameOverride (--hostname-override): an empty hostname is invalid");
+        }
+        return Ok(name.to_lowercase());
     }
     if let Ok(name) = std::env::var("NODE_NAME") {
         if !name.is_empty() {
@@ -246,7 +252,7 @@ fn run(args: RunArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     }
     let settings = resolved.settings.clone();
     // kube-proxy's health timeout: twice the sync period.
-    let health = Health::new(resolved.sync_period * 2);
+    let health = Health::new(resolved.sync_period.saturating_mul(2));
     let server_metrics = ServerMetrics::new(
         args.agent.per_server_metrics,
         args.agent.per_server_metrics_limit,

@@ -69,7 +69,7 @@ ipvs:
   strictARP: true
   syncPeriod: 0s
   tcpFinTimeout: 0s
-  tcpTimeout: 900s
+  tcpTimeout: 901s
   udpTimeout: 0s
 kind: KubeProxyConfiguration
 logging:
@@ -213,6 +213,10 @@ fn sysctl(name: &str) -> String {
 #[test]
 fn kubeadms_daemonset_command_line_and_configmap_program_the_node() {
     fresh_node();
+    // Strict ARP and the TCP timeout as the kernel's defaults, so that
+    // the agent must set both.
+    reset_strict_arp();
+    ipvsadm(&["--set", "900", "120", "300"]);
     let node = node_manifest();
     let standin = Standin::start(&[&example("hostname.yaml"), &node]);
     let dir = configmap_dir(&standin);
@@ -239,7 +243,7 @@ fn kubeadms_daemonset_command_line_and_configmap_program_the_node() {
     );
     let timeouts = ipvsadm(&["-Ln", "--timeout"]);
     assert!(
-        timeouts.starts_with("Timeout (tcp tcpfin udp): 900 "),
+        timeouts.starts_with("Timeout (tcp tcpfin udp): 901 "),
         "{timeouts}"
     );
     assert_eq!(sysctl("net/ipv4/conf/all/arp_ignore"), "1");
@@ -325,7 +329,7 @@ fn write_config_to_writes_the_configuration_in_force() {
         "metricsBindAddress: 127.0.0.1:10249",
         "  scheduler: wrr",
         "  syncPeriod: 30s",
-        "  tcpTimeout: 15m0s",
+        "  tcpTimeout: 15m1s",
         "  maxPerCore: 32768",
         "oomScoreAdj: -999",
     ] {

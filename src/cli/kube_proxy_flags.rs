@@ -27,6 +27,24 @@ fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| error.to_string())
 }
 
+/// A string-slice flag's items: pflag reads `--flag=` as an empty list.
+fn non_empty(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|item| !item.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// A boolean as pflag reads it (Go's `strconv.ParseBool`).
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not a boolean (true or false)")),
+    }
+}
+
 /// `--feature-gates A=true,B=false` (pflag's `MapStringBool`).
 fn feature_gates(text: &str) -> Result<BTreeMap<String, bool>, String> {
     let mut gates = BTreeMap::new();
@@ -38,11 +56,7 @@ fn feature_gates(text: &str) -> Result<BTreeMap<String, bool>, String> {
         let (name, value) = pair
             .split_once('=')
             .ok_or_else(|| format!("{pair:?}: expected NAME=true|false"))?;
-        let value = match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" => true,
-            "false" | "0" | "f" => false,
-            other => return Err(format!("{name}={other}: expected true or false")),
-        };
+        let value = go_bool(value.trim()).map_err(|error| format!("{name}: {error}"))?;
         gates.insert(name.trim().to_owned(), value);
     }
     Ok(gates)
@@ -61,10 +75,22 @@ pub struct KubeProxyFlags {
     /// If true, clean up IPVS (the agent's virtual servers), kube-ipvs0,
     /// the agent's nftables tables and kube-proxy's iptables and ipset
     /// leftovers, and exit.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub cleanup: Option<bool>,
     /// If true, set the sysctls that need full root privileges and exit.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub init_only: Option<bool>,
     /// Feature gates, NAME=true|false,... (no effect on the agent).
     #[arg(long, value_parser = feature_gates)]
@@ -100,10 +126,22 @@ pub struct KubeProxyFlags {
     #[arg(long)]
     pub metrics_bind_address: Option<String>,
     /// Exit when a port cannot be bound (else retry every 5 s).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub bind_address_hard_fail: Option<bool>,
     /// /debug/pprof (no effect on the agent).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub profiling: Option<bool>,
     /// No effect on the agent.
     #[arg(long)]
@@ -116,10 +154,22 @@ pub struct KubeProxyFlags {
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=31))]
     pub iptables_masquerade_bit: Option<i32>,
     /// Masquerade all traffic sent to ClusterIPs.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub masquerade_all: Option<bool>,
     /// iptables mode only (no effect).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub iptables_localhost_nodeports: Option<bool>,
     /// iptables mode only (no effect).
     #[arg(long, value_parser = duration)]
@@ -141,7 +191,13 @@ pub struct KubeProxyFlags {
     #[arg(long, value_delimiter = ',')]
     pub ipvs_exclude_cidrs: Option<Vec<String>>,
     /// Set arp_ignore=1 and arp_announce=2.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub ipvs_strict_arp: Option<bool>,
     /// Idle TCP session timeout (0: the kernel's).
     #[arg(long, value_parser = duration)]
@@ -185,7 +241,13 @@ pub struct KubeProxyFlags {
     #[arg(long, value_parser = duration)]
     pub conntrack_tcp_timeout_close_wait: Option<Duration>,
     /// nf_conntrack_tcp_be_liberal = 1.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub conntrack_tcp_be_liberal: Option<bool>,
     /// Idle timeout of UNREPLIED UDP connections (0: as it is).
     #[arg(long, value_parser = duration)]
@@ -199,10 +261,10 @@ pub struct KubeProxyFlags {
     pub config_sync_period: Option<Duration>,
     /// Deprecated: the health port (0: off).
     #[arg(long)]
-    pub healthz_port: Option<i32>,
+    pub healthz_port: Option<u16>,
     /// Deprecated: the metrics port (0: off).
     #[arg(long)]
-    pub metrics_port: Option<i32>,
+    pub metrics_port: Option<u16>,
     /// Log verbosity (klog's -v): 0-3 info, 4 debug, 5 and more trace.
     #[arg(short = 'v', long = "v")]
     pub verbosity: Option<u32>,
@@ -216,13 +278,25 @@ pub struct KubeProxyFlags {
     #[arg(long, value_parser = duration)]
     pub log_flush_frequency: Option<Duration>,
     /// No effect on the agent.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub log_text_split_stream: Option<bool>,
     /// No effect on the agent.
     #[arg(long)]
     pub log_text_info_buffer_size: Option<String>,
     /// No effect on the agent.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
     pub log_json_split_stream: Option<bool>,
     /// No effect on the agent.
     #[arg(long)]
@@ -460,7 +534,7 @@ impl KubeProxyFlags {
         set_duration(&mut config.ipvs.min_sync_period, self.ipvs_min_sync_period);
         set_string(&mut config.ipvs.scheduler, &self.ipvs_scheduler);
         if let Some(cidrs) = &self.ipvs_exclude_cidrs {
-            config.ipvs.exclude_cidrs = Some(cidrs.clone());
+            config.ipvs.exclude_cidrs = Some(non_empty(cidrs));
         }
         set_bool(&mut config.ipvs.strict_arp, self.ipvs_strict_arp);
         set_duration(&mut config.ipvs.tcp_timeout, self.ipvs_tcp_timeout);
@@ -477,7 +551,7 @@ impl KubeProxyFlags {
         );
         set_string(&mut config.cluster_cidr, &self.cluster_cidr);
         if let Some(addresses) = &self.nodeport_addresses {
-            config.node_port_addresses = Some(addresses.clone());
+            config.node_port_addresses = Some(non_empty(addresses));
         }
         if self.oom_score_adj.is_some() {
             config.oom_score_adj = self.oom_score_adj;
@@ -518,10 +592,7 @@ impl KubeProxyFlags {
         ] {
             match port {
                 Some(0) => address.clear(),
-                Some(port) => {
-                    *address =
-                        append_port_if_needed(address, u16::try_from(port).unwrap_or(default))
-                }
+                Some(port) => *address = append_port_if_needed(address, port),
                 None if !address.is_empty() => *address = append_port_if_needed(address, default),
                 None => {}
             }
@@ -534,8 +605,9 @@ impl KubeProxyFlags {
     }
 
     /// What the command line sets even over `--config`:
-    /// `--hostname-override` (lowercased, as kube-proxy) and the logging
-    /// flags.
+    /// `--hostname-override` (trimmed and lowercased, as kube-proxy's
+    /// `processHostnameOverrideFlag`; a blank one is refused by
+    /// [`crate::cli::resolve::load_configuration`]) and the logging flags.
     pub fn apply_overrides(&self, config: &mut KubeProxyConfiguration) {
         if let Some(name) = &self.hostname_override {
             let name = name.trim();

@@ -29,11 +29,27 @@ fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| error.to_string())
 }
 
+/// A duration that paces a loop: zero would spin (and tokio's interval
+/// refuses it).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err("must be greater than 0".to_string()),
+        period => Ok(period),
+    }
+}
+
 /// Programs IPVS for Kubernetes Services on this node (a kube-proxy IPVS
 /// mode replacement). Without a subcommand it runs, taking kube-proxy's
 /// command line.
 #[derive(Debug, Parser)]
-#[command(name = "ipvs-agent", version, args_conflicts_with_subcommands = true)]
+// args_override_self: a repeated flag keeps its last value, as pflag does
+// (a DaemonSet patched by appending `--v=4` still starts).
+#[command(
+    name = "ipvs-agent",
+    version,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Log lines as human-readable text or as JSON objects (one a line);
     /// kube-proxy's --logging-format says the same.
@@ -61,14 +77,17 @@ pub enum LogFormat {
 pub enum Command {
     /// Prints the IPVS table and kube-ipvs0 addresses the manifests ask for.
     /// Needs no root and no kernel.
+    #[command(args_override_self = true)]
     Plan(Box<PlanArgs>),
     /// Programs the kernel and keeps it in sync (the default).
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Prints the kernel's IPVS table exactly as `ipvsadm -Ln` (or `-Sn`)
     /// would.
     List(ListArgs),
     /// Removes what the agent owns (its virtual servers, kube-ipvs0 and
     /// its nftables tables), never another tool's virtual servers.
+    #[command(args_override_self = true)]
     Cleanup(Box<RunArgs>),
 }
 
@@ -144,10 +163,10 @@ pub struct AgentFlags {
     #[arg(long, num_args = 1..)]
     pub manifests: Vec<PathBuf>,
     /// How often the manifest files are checked for changes.
-    #[arg(long, default_value = "1s", value_parser = duration)]
+    #[arg(long, default_value = "1s", value_parser = positive_duration)]
     pub manifests_poll_interval: Duration,
-    /// This node's primary addresses (default: the Node's, or
-    /// --bind-address).
+    /// This node's primary addresses (default: --bind-address when it is
+    /// not 0.0.0.0 or ::, else the Node's).
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub node_ip: Vec<IpAddr>,
     /// Which IP families to program (default: both when the node has
@@ -161,7 +180,7 @@ pub struct AgentFlags {
     #[arg(long, default_value = "15m", value_parser = duration)]
     pub ipvs_drain_timeout: Duration,
     /// How often draining real servers are checked.
-    #[arg(long, default_value = "2s", value_parser = duration)]
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
     pub drain_check_interval: Duration,
     /// Keep the agent's nftables tables (masquerade, hairpin, the VIP
     /// filter, source ranges); false leaves netfilter alone.

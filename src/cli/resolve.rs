@@ -69,6 +69,16 @@ pub struct LoadedConfiguration {
 /// logging flags over it, or the flags over kube-proxy's defaults.
 pub fn load_configuration(args: &RunArgs) -> Result<LoadedConfiguration, CliError> {
     let flags = &args.kube_proxy;
+    if flags
+        .hostname_override
+        .as_ref()
+        .is_some_and(|name| !name.is_empty() && name.trim().is_empty())
+    {
+        return Err(invalid(
+            "--hostname-override",
+            "an empty hostname-override is invalid",
+        ));
+    }
     let mut notes = Vec::new();
     let config = match &flags.config {
         Some(path) => {
@@ -94,6 +104,9 @@ pub fn load_configuration(args: &RunArgs) -> Result<LoadedConfiguration, CliErro
                 ));
             }
             flags.apply_overrides(&mut config);
+            // The overrides validated too (kube-proxy validates after
+            // Complete); the file's own warnings are already noted.
+            config::validate(&config).map_err(|(field, message)| invalid(&field, message))?;
             config
         }
         None => {

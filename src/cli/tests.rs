@@ -291,11 +291,39 @@ fn flags_take_pflags_forms() {
             "--nodeport-addresses",
             "10.0.0.0/8",
             "--nodeport-addresses",
-            "primary"
+            "192.168.0.0/16"
         ])
         .node_port_addresses,
-        Some(vec!["10.0.0.0/8".into(), "primary".into()]),
+        Some(vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()]),
         "string slices repeat"
+    );
+    assert_eq!(
+        configuration(&["--nodeport-addresses="]).node_port_addresses,
+        Some(vec![]),
+        "an empty string slice is an empty list, as pflag's"
+    );
+    for (args, expected) in [
+        (&["--masquerade-all=1"][..], true),
+        (&["--masquerade-all=T"][..], true),
+        (&["--masquerade-all=True"][..], true),
+        (&["--masquerade-all=F"][..], false),
+        (&["--masquerade-all=0"][..], false),
+        (&["--masquerade-all", "--masquerade-all=false"][..], false),
+    ] {
+        assert_eq!(
+            configuration(args).iptables.masquerade_all,
+            expected,
+            "Go's ParseBool: {args:?}"
+        );
+    }
+    assert!(
+        Cli::try_parse_from(["ipvs-agent", "--masquerade-all=yes"]).is_err(),
+        "ParseBool refuses yes"
+    );
+    assert_eq!(
+        configuration(&["--v=2", "--v=4"]).logging.verbosity,
+        4,
+        "a repeated flag keeps its last value, as pflag's"
     );
     assert_eq!(
         configuration(&["--oom-score-adj", "-1000"]).oom_score_adj,
@@ -315,6 +343,16 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         (&["--feature-gates=A=maybe"][..], "--feature-gates"),
         (&["--bind-address=node1"][..], "--bind-address"),
         (&["--not-a-kube-proxy-flag"][..], "--not-a-kube-proxy-flag"),
+        (&["--healthz-port=70000"][..], "--healthz-port"),
+        (
+            &["--ipvs-sync-period=3000000000000000h"][..],
+            "--ipvs-sync-period",
+        ),
+        (&["--drain-check-interval=0"][..], "--drain-check-interval"),
+        (
+            &["--manifests-poll-interval=0s"][..],
+            "--manifests-poll-interval",
+        ),
     ] {
         let error = parse(args).expect_err(flag).to_string();
         assert!(error.contains(flag), "{args:?}: {error}");
@@ -334,6 +372,12 @@ fn bad_flag_values_are_refused_naming_the_flag() {
             &["--ipvs-min-sync-period=1m", "--ipvs-sync-period=30s"][..],
             "--ipvs-min-sync-period",
         ),
+        (&["--hostname-override= "][..], "--hostname-override"),
+        (
+            &["--metrics-bind-address=127.0.0.1:0"][..],
+            "--metrics-bind-address",
+        ),
+        (&["--proxy-mode=kernelspace"][..], "--proxy-mode"),
     ] {
         let error = load_configuration(&run_args(args))
             .expect_err(flag)

@@ -31,7 +31,7 @@ pub use v1alpha1::{GoDuration, KubeProxyConfiguration};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Not YAML, a field of the wrong type, or a value kube-proxy refuses.
-    #[error("{file}: {field}: {message}")]
+    #[error("{file}: {}{message}", field_prefix(field))]
     Invalid {
         /// The file.
         file: String,
@@ -40,6 +40,15 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// `field: `, or nothing for the document as a whole (`.` is
+/// serde_path_to_error's name for it).
+fn field_prefix(field: &str) -> String {
+    match field {
+        "" | "." => String::new(),
+        field => format!("{field}: "),
+    }
 }
 
 fn invalid(file: &str, field: &str, message: impl Into<String>) -> ConfigError {
@@ -180,9 +189,10 @@ pub fn validate(config: &KubeProxyConfiguration) -> Result<Vec<String>, (String,
     let mut warnings = Vec::new();
     match config.mode.as_str() {
         "" | "ipvs" => {}
-        mode @ ("iptables" | "nftables" | "kernelspace") => warnings.push(format!(
-            "mode {mode:?}: ipvs-agent is an IPVS proxy; it programs IPVS (and removes kube-proxy's iptables leftovers)"
+        mode @ ("iptables" | "nftables") => warnings.push(format!(
+            "mode {mode:?}: ipvs-agent is an IPVS proxy; it programs IPVS (and, with --netfilter, removes kube-proxy's iptables leftovers)"
         )),
+        // kernelspace is Windows' mode: kube-proxy on Linux refuses it.
         mode => {
             return refuse(
                 "mode",
@@ -242,11 +252,18 @@ pub fn validate(config: &KubeProxyConfiguration) -> Result<Vec<String>, (String,
         ("healthzBindAddress", &config.healthz_bind_address),
         ("metricsBindAddress", &config.metrics_bind_address),
     ] {
-        if !address.is_empty() && address.parse::<SocketAddr>().is_err() {
-            return refuse(
-                field,
-                format!("{address:?} must be IP:port (a bare IP gets the default port)"),
-            );
+        match address.parse::<SocketAddr>() {
+            _ if address.is_empty() => {}
+            Ok(socket) if socket.port() == 0 => {
+                return refuse(field, format!("{address:?}: the port must be 1-65535"));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return refuse(
+                    field,
+                    format!("{address:?} must be IP:port (a bare IP gets the default port)"),
+                );
+            }
         }
     }
     let cidrs = cluster_cidrs(&config.cluster_cidr)
@@ -260,7 +277,19 @@ pub fn validate(config: &KubeProxyConfiguration) -> Result<Vec<String>, (String,
             ),
         );
     }
-    for entry in config.node_port_addresses.iter().flatten() {
+    let node_port_addresses = config.node_port_addresses.as_deref().unwrap_or_default();
+    if node_port_addresses.len() > 1 && node_port_addresses.iter().any(|entry| entry == "primary") {
+        return refuse(
+            "nodePortAddresses",
+            "can't use both 'primary' and CIDRs".into(),
+        );
+    }
+    for entry in node_port_addresses {
+        if matches!(entry.as_str(), "all" | "localhost") {
+            warnings.push(format!(
+                "nodePortAddresses {entry:?} is ipvs-agent's own keyword; kube-proxy refuses it (use CIDRs for a configuration both read)"
+            ));
+        }
         if !NODE_PORT_KEYWORDS.contains(&entry.as_str()) && parse_cidr(entry).is_none() {
             return refuse(
                 "nodePortAddresses",
@@ -527,13 +556,39 @@ winkernel:
 
     #[test]
     fn node_port_address_keywords_are_accepted() {
-        let text = KUBEADM.replace(
-            "nodePortAddresses: null",
-            "nodePortAddresses: [primary, 10.0.0.0/8, all, localhost]",
-        );
+        let text = KUBEADM.replace("nodePortAddresses: null", "nodePortAddresses: [primary]");
         assert_eq!(
             decoded(&text).config.node_port_addresses.unwrap(),
-            ["primary", "10.0.0.0/8", "all", "localhost"]
+            ["primary"]
+        );
+        let mixed = KUBEADM.replace(
+            "nodePortAddresses: null",
+            "nodePortAddresses: [primary, 10.0.0.0/8]",
+        );
+        let error = decode("config.conf", &mixed).unwrap_err().to_string();
+        assert_eq!(
+            error, "config.conf: nodePortAddresses: can't use both 'primary' and CIDRs",
+            "kube-proxy's rule"
+        );
+        // The agent's own keywords: accepted, with a warning each.
+        let own = KUBEADM.replace(
+            "nodePortAddresses: null",
+            "nodePortAddresses: [10.0.0.0/8, all, localhost]",
+        );
+        let decoded = decoded(&own);
+        assert_eq!(
+            decoded.config.node_port_addresses.unwrap(),
+            ["10.0.0.0/8", "all", "localhost"]
+        );
+        assert_eq!(
+            decoded
+                .warnings
+                .iter()
+                .filter(|warning| warning.contains("kube-proxy refuses it"))
+                .count(),
+            2,
+            "{:?}",
+            decoded.warnings
         );
     }
 

@@ -203,8 +203,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         rest = &rest[unit_length..];
         total += number * seconds_per_unit;
     }
+    // Go's time.Duration is an i64 of nanoseconds: ~292 years at most.
+    if total > GO_DURATION_MAX_SECONDS {
+        return Err(error("out of range"));
+    }
     Duration::try_from_secs_f64(total).map_err(|_| error("out of range"))
 }
+
+/// The longest duration Go's `time.ParseDuration` accepts
+/// (2562047h47m16.854775807s), in seconds.
+const GO_DURATION_MAX_SECONDS: f64 = 9_223_372_036.854_775;
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +233,9 @@ mod tests {
             ("30x", None),
             ("s", None),
             ("-1s", None),
+            ("2562047h", Some(Duration::from_secs(2_562_047 * 3600))),
+            ("2562048h", None),
+            ("3000000000000000h", None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).ok(), *expected, "{text:?}");

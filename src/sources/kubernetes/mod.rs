@@ -77,27 +77,50 @@ pub async fn client(
             .unwrap_or_default(),
         source,
     };
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(kubeconfig_error)?
+    // kube-proxy's `--master`: the API server's address over the
+    // kubeconfig's; without a scheme, https (client-go's default).
+    let master = match master.filter(|master| !master.is_empty()) {
+        Some(master) => {
+            let url = if master.contains("://") {
+                master.to_owned()
+            } else {
+                format!("https://{master}")
+            };
+            Some(url.parse().map_err(|_| KubernetesError::Master {
+                master: master.to_owned(),
+            })?)
         }
-        None => kube::Config::infer()
+        None => None,
+    };
+    let mut config = match (kubeconfig, master) {
+        (Some(path), master) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            let mut config = kube::Config::from_custom_kubeconfig(
+                file,
+                &kube::config::KubeConfigOptions::default(),
+            )
             .await
-            .map_err(KubernetesError::NoConfiguration)?,
+            .map_err(kubeconfig_error)?;
+            if let Some(master) = master {
+                config.cluster_url = master;
+            }
+            config
+        }
+        (None, master) => match (kube::Config::infer().await, master) {
+            (Ok(mut config), Some(master)) => {
+                config.cluster_url = master;
+                config
+            }
+            (Ok(config), None) => config,
+            // `--master` alone is a configuration, as for client-go's
+            // BuildConfigFromFlags: the address and no credentials.
+            (Err(_), Some(master)) => kube::Config::new(master),
+            (Err(error), None) => return Err(KubernetesError::NoConfiguration(error)),
+        },
     };
     // The client's own retry of 503/429/504 (15 tries, minutes in all)
     // would hide an unavailable API server from the watchers; they have
     // their own backoff, and health must see the outage.
-    // kube-proxy's `--master`: the API server's address over the
-    // kubeconfig's.
-    if let Some(master) = master.filter(|master| !master.is_empty()) {
-        config.cluster_url = master.parse().map_err(|_| KubernetesError::Master {
-            master: master.to_owned(),
-        })?;
-    }
     config.default_retry = false;
     Client::try_from(config).map_err(KubernetesError::Client)
 }
