@@ -27,6 +27,24 @@ fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| error.to_string())
 }
 
+/// `--vmodule PATTERN=N,...` as component-base's configuration holds it:
+/// a list of `{filePattern, verbosity}` (so that `--write-config-to`
+/// writes a file kube-proxy reads).
+fn vmodule_list(text: &str) -> Result<serde_json::Value, String> {
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (pattern, verbosity) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?}: expected PATTERN=N"))?;
+            let verbosity: u32 = verbosity
+                .parse()
+                .map_err(|_| format!("{item:?}: {verbosity:?} is not a verbosity"))?;
+            Ok(serde_json::json!({"filePattern": pattern, "verbosity": verbosity}))
+        })
+        .collect()
+}
+
 /// A string-slice flag's items: pflag reads `--flag=` as an empty list.
 fn non_empty(items: &[String]) -> Vec<String> {
     items
@@ -269,8 +287,8 @@ pub struct KubeProxyFlags {
     #[arg(short = 'v', long = "v")]
     pub verbosity: Option<u32>,
     /// klog's per-file verbosity (no effect on the agent).
-    #[arg(long)]
-    pub vmodule: Option<String>,
+    #[arg(long, value_parser = vmodule_list)]
+    pub vmodule: Option<serde_json::Value>,
     /// text or json.
     #[arg(long)]
     pub logging_format: Option<String>,
@@ -622,7 +640,7 @@ impl KubeProxyFlags {
             config.logging.format = format.clone();
         }
         if let Some(vmodule) = &self.vmodule {
-            config.logging.vmodule = serde_json::Value::String(vmodule.clone());
+            config.logging.vmodule = vmodule.clone();
         }
     }
 }

@@ -227,7 +227,7 @@ const KUBE_PROXY_FLAGS: &[(&str, &str, &str, &str)] = &[
         "--vmodule",
         "proxier=4",
         "logging.vmodule",
-        r#""proxier=4""#,
+        r#"[{"filePattern":"proxier","verbosity":4}]"#,
     ),
     ("--logging-format", "json", "logging.format", r#""json""#),
     ("--log-flush-frequency", "10s", "", ""),
@@ -344,6 +344,7 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         (&["--bind-address=node1"][..], "--bind-address"),
         (&["--not-a-kube-proxy-flag"][..], "--not-a-kube-proxy-flag"),
         (&["--healthz-port=70000"][..], "--healthz-port"),
+        (&["--vmodule=proxier"][..], "--vmodule"),
         (
             &["--ipvs-sync-period=3000000000000000h"][..],
             "--ipvs-sync-period",
