@@ -38,20 +38,20 @@
 //!   `kube-ipvs0` and its addresses, sysctls, its nftables tables.
 //! - [`config`]: kube-proxy's `KubeProxyConfiguration`, decoded,
 //!   defaulted and validated as kube-proxy does.
-//! - [`cli`]: the command line: kube-proxy's flags (no subcommand means
-//!   `run`), the agent's own, and their resolution into settings; the
-//!   binary (`main.rs`) only runs what it resolves.
+//! - The command line lives in the binary (`src/main.rs` and its
+//!   `src/cli/`): kube-proxy's flags (no subcommand means `run`), the
+//!   agent's own, and their resolution into the plain values the library's
+//!   entry points take.
 //!
 //! Dependency rule: `model` ← {`desired`, `diff`} ← `engine` ← `driver` →
 //! `sources`; `ops` reads `engine::report` (and `model`); `system` depends
-//! on `model` only; nothing depends on `commands` or `cli`. The one edge from
+//! on `model` only; nothing depends on `commands`. The one edge from
 //! `sources` to `ops`: the API watchers tell `ops::health` whether the API
 //! server answers. `integration/scripts/check-imports.py` (in CI) fails on
 //! any import circle between sibling modules. Names differ from the
 //! layout document where the code said better: the per-Service state is
 //! `engine::index::DesiredIndex`, the HTTP servers `ops::http`.
 
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desired;

@@ -1,16 +1,18 @@
 //! `ipvs-agent`: the binary. The command line and its resolution are in
-//! [`ipvs_agent::cli`]; this file sets up logging and runs what was
+//! [`cli`]; this file sets up logging and runs what was
 //! resolved: kube-proxy's `--write-config-to`, `--cleanup`,
 //! `--init-only`, the run itself, and the agent's `plan`, `list` and
 //! `cleanup`.
+
+mod cli;
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use ipvs_agent::cli::resolve::{load_configuration, resolve, LogSettings, Resolved};
-use ipvs_agent::cli::{Cli, Command, ListArgs, LogFormat, Output, PlanArgs, RunArgs};
+use cli::resolve::{load_configuration, resolve, LogSettings, Resolved};
+use cli::{Cli, Command, ListArgs, LogFormat, Output, PlanArgs, RunArgs};
 use ipvs_agent::commands::cleanup::cleanup;
 use ipvs_agent::commands::list::{list_kernel, ListFormat};
 use ipvs_agent::commands::plan::{self, PlanFormat};

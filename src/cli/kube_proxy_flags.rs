@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::v1alpha1::append_port_if_needed;
-use crate::config::{GoDuration, KubeProxyConfiguration};
-use crate::model::settings::parse_duration;
+use ipvs_agent::config::v1alpha1::append_port_if_needed;
+use ipvs_agent::config::{GoDuration, KubeProxyConfiguration};
+use ipvs_agent::model::settings::parse_duration;
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| error.to_string())
@@ -600,12 +600,12 @@ impl KubeProxyFlags {
             (
                 &mut config.healthz_bind_address,
                 self.healthz_port,
-                crate::config::v1alpha1::HEALTHZ_PORT,
+                ipvs_agent::config::v1alpha1::HEALTHZ_PORT,
             ),
             (
                 &mut config.metrics_bind_address,
                 self.metrics_port,
-                crate::config::v1alpha1::METRICS_PORT,
+                ipvs_agent::config::v1alpha1::METRICS_PORT,
             ),
         ] {
             match port {

@@ -8,7 +8,7 @@
 //!   default, and kube-proxy's `--config` precedence.
 //! - [`AgentFlags`]: the agent's own (`--manifests`, `--node-ip`,
 //!   `--ip-family`, `--ipvs-drain-timeout`, ...).
-//! - [`resolve`]: one [`KubeProxyConfiguration`](crate::config::KubeProxyConfiguration)
+//! - [`resolve`]: one [`KubeProxyConfiguration`](ipvs_agent::config::KubeProxyConfiguration)
 //!   plus the agent's flags into the settings the driver runs with.
 //!
 //! `plan`, `list` and `cleanup` are the agent's own subcommands.
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::settings::parse_duration;
+use ipvs_agent::model::settings::parse_duration;
 pub use kube_proxy_flags::KubeProxyFlags;
 
 fn duration(text: &str) -> Result<Duration, String> {

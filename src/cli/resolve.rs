@@ -16,12 +16,12 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 
 use super::{AgentFlags, IpFamily, RunArgs};
-use crate::config::{self, ConfigError, KubeProxyConfiguration};
-use crate::model::settings::{
+use ipvs_agent::config::{self, ConfigError, KubeProxyConfiguration};
+use ipvs_agent::model::settings::{
     DatapathSettings, IpFamilyMode, LocalTrafficDetector, NodePortAddresses,
 };
-use crate::model::ProxySettings;
-use crate::system::sysctl::ConntrackSysctls;
+use ipvs_agent::model::ProxySettings;
+use ipvs_agent::system::sysctl::ConntrackSysctls;
 
 /// A command line that cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +185,9 @@ impl LogSettings {
 }
 
 /// What the agent runs with.
+// `ip_family` and `bind_address_hard_fail` are read once the automatic
+// family choice and the bind retry (issue 14, in progress) land.
+#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// The configuration (for `--write-config-to` and `/configz`).
@@ -371,7 +374,7 @@ pub fn resolve(
     }
     let conntrack = &config.conntrack;
     let duration_or =
-        |value: Option<crate::config::GoDuration>| value.map(|d| d.0).unwrap_or_default();
+        |value: Option<ipvs_agent::config::GoDuration>| value.map(|d| d.0).unwrap_or_default();
     let resolved = Resolved {
         settings,
         ip_family,
@@ -402,7 +405,7 @@ pub fn resolve(
             .map(PathBuf::from),
         oom_score_adj: config
             .oom_score_adj
-            .unwrap_or(crate::config::v1alpha1::DEFAULT_OOM_SCORE_ADJ),
+            .unwrap_or(ipvs_agent::config::v1alpha1::DEFAULT_OOM_SCORE_ADJ),
         log: LogSettings {
             verbosity: config.logging.verbosity,
             json: config.logging.format == "json",

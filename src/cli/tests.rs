@@ -9,7 +9,7 @@ use clap::Parser;
 
 use super::resolve::{load_configuration, resolve};
 use super::{Cli, Command, RunArgs};
-use crate::config::KubeProxyConfiguration;
+use ipvs_agent::config::KubeProxyConfiguration;
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("ipvs-agent").chain(args.iter().copied()))
@@ -534,7 +534,7 @@ fn resolution_follows_kube_proxys_meaning() {
     assert_eq!(resolved.settings.scheduler, "rr");
     assert!(matches!(
         resolved.settings.datapath.local_detector,
-        crate::model::settings::LocalTrafficDetector::ClusterCidr(_)
+        ipvs_agent::model::settings::LocalTrafficDetector::ClusterCidr(_)
     ));
     let args = run_args(&["--bind-address=0.0.0.0", "--node-ip=10.0.0.9"]);
     let loaded = load_configuration(&args).unwrap();
