@@ -111,7 +111,7 @@ fn plan(args: PlanArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     for problem in &planned.problems {
         eprintln!("ipvs-agent: skipped: {problem}");
     }
-    print!("{}", planned.text);
+    print_stdout(&planned.text)?;
     Ok(if planned.nothing_read {
         ExitCode::FAILURE
     } else {
@@ -148,8 +148,22 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let text = runtime()?
         .block_on(list_kernel(format))
         .context("reading the kernel's IPVS table")?;
-    print!("{text}");
+    print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`| head -1`) ends the output quietly,
+/// as other Unix tools end (Rust's `print!` would panic).
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to stdout"),
+    }
 }
 
 /// Removes what the agent owns; with `kube_proxy_leftovers` (kube-proxy's
@@ -163,8 +177,8 @@ fn cleanup_owned(settings: &ProxySettings, kube_proxy_leftovers: bool) -> anyhow
         .iter()
         .map(|family| format!(", nftables table {} ipvs-agent", family.nft_name()))
         .collect();
-    println!(
-        "deleted {} virtual servers{}{}; left {} that are not the agent's",
+    print_stdout(&format!(
+        "deleted {} virtual servers{}{}; left {} that are not the agent's\n",
         report.deleted.len(),
         if report.link_deleted {
             " and kube-ipvs0"
@@ -173,18 +187,18 @@ fn cleanup_owned(settings: &ProxySettings, kube_proxy_leftovers: bool) -> anyhow
         },
         tables.concat(),
         report.kept.len()
-    );
+    ))?;
     if kube_proxy_leftovers {
         let leftovers = remove_kube_proxy_leftovers().context("removing kube-proxy's leftovers")?;
         for note in &leftovers.notes {
             info!("{note}");
         }
-        println!(
-            "kube-proxy's leftovers: deleted {} jumps, {} chains and {} ipsets",
+        print_stdout(&format!(
+            "kube-proxy's leftovers: deleted {} jumps, {} chains and {} ipsets\n",
             leftovers.jumps_deleted(),
             leftovers.chains_deleted(),
             leftovers.sets_destroyed.len()
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

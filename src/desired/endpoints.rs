@@ -192,7 +192,10 @@ fn collect_from_slices<'a>(
                     "EndpointSlice",
                     slice_ref,
                     format!("ports[{port_index}].port"),
-                    format!("{:?} is not a port number (1-65535)", slice_port.port),
+                    match slice_port.port {
+                        Some(value) => format!("{value} is not a port number (1-65535)"),
+                        None => "missing: a port number (1-65535) is required".to_owned(),
+                    },
                 );
                 continue;
             };

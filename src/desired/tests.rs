@@ -710,6 +710,33 @@ fn protocols_and_bad_ports_are_reported_per_field() {
 }
 
 #[test]
+fn a_bad_slice_port_is_reported_with_its_value_not_a_debug_form() {
+    for (port, expected) in [
+        (
+            json!(-5),
+            "EndpointSlice default/web-1: ports[0].port: -5 is not a port number (1-65535)",
+        ),
+        (
+            json!(null),
+            "EndpointSlice default/web-1: ports[0].port: missing: a port number (1-65535) is required",
+        ),
+    ] {
+        let bad = slice(
+            "web-1",
+            "IPv4",
+            json!([{"name": "http", "protocol": "TCP", "port": port}]),
+            json!([ready_endpoint("10.244.1.5")]),
+        );
+        let desired = compute(
+            &cluster_of(service(basic_spec()), vec![bad]),
+            &ProxySettings::default(),
+        );
+        let problems: Vec<String> = desired.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems, [expected], "{port}");
+    }
+}
+
+#[test]
 fn missing_cluster_ip_and_node_port_are_reported() {
     let no_ip = compute(
         &cluster_of(service(json!({"ports": [{"port": 80}]})), vec![]),
