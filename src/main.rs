@@ -198,6 +198,7 @@ fn run_options(resolved: &Resolved, args: &RunArgs, node_name: String) -> RunOpt
     RunOptions {
         node_name,
         node_addresses: resolved.node_addresses.clone(),
+        ip_family: resolved.ip_family,
         sync_period: resolved.sync_period,
         // Files are loaded whole when they change: nothing to coalesce.
         min_sync_period: if args.agent.manifests.is_empty() {
