@@ -98,6 +98,7 @@ fn plan(args: PlanArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
         node_name(&resolved)?,
         &resolved.node_addresses,
         &resolved.settings,
+        resolved.ip_family,
         output,
     )?;
     for problem in &planned.problems {
