@@ -47,7 +47,8 @@ pub struct PlanOutput {
 /// `topology.kubernetes.io/zone` label of the manifests' Node object named
 /// `node_name`, if there is one. `ip_family` is `--ip-family` as given:
 /// without it the families are chosen as `run` chooses them
-/// ([`choose_ip_family`]) from `node_addresses`, taking the kernel to have
+/// ([`choose_ip_family`]) from `node_addresses` and the InternalIPs of the
+/// manifests' Node object named `node_name`, taking the kernel to have
 /// IPv6 (there is no kernel to ask).
 pub fn plan(
     manifests: &[PathBuf],
@@ -57,11 +58,13 @@ pub fn plan(
     ip_family: Option<IpFamilyMode>,
     format: PlanFormat,
 ) -> Result<PlanOutput, ManifestError> {
-    let mut settings = settings.clone();
-    settings.ip_family =
-        ip_family.unwrap_or_else(|| choose_ip_family(node_addresses, &[], true).mode);
-    let settings = &settings;
     let loaded = load_manifests(manifests)?;
+    let mut settings = settings.clone();
+    settings.ip_family = ip_family.unwrap_or_else(|| {
+        let node_object = loaded.addresses_of_node(&node_name);
+        choose_ip_family(node_addresses, &node_object, true).mode
+    });
+    let settings = &settings;
     let node = NodeContext {
         zone: loaded.zone_of_node(&node_name),
         name: node_name,
