@@ -842,14 +842,9 @@ impl Cluster {
         self.spawn_agents_with(|node| node.ip().to_owned(), extra);
     }
 
-    /// [`Cluster::spawn_agents`] with both of each node's addresses as
-    /// `--node-ip` (`IPv4,IPv6`) and no `--ip-family`: the agents choose
-    /// the families themselves.
-    pub fn spawn_dual_stack_agents(&mut self, extra: &[&str]) {
-        self.spawn_agents_with(|node| format!("{},{}", node.ip(), node.ip6()), extra);
-    }
-
-    fn spawn_agents_with(&mut self, node_ip: impl Fn(Node) -> String, extra: &[&str]) {
+    /// [`Cluster::spawn_agents`] with `node_ip(node)` as each node's
+    /// `--node-ip` (one address or several, comma-separated).
+    pub fn spawn_agents_with(&mut self, node_ip: impl Fn(Node) -> String, extra: &[&str]) {
         assert!(self.agents.is_empty(), "the agents are already running");
         for node in Node::ALL {
             let log = std::env::temp_dir().join(format!(

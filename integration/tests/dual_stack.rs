@@ -1,7 +1,9 @@
 //! Dual-stack by default: the two-node cluster (`integration::cluster`)
-//! with IPv6 on nodes and pods, the agents started with both of each
-//! node's addresses as `--node-ip` and no `--ip-family`. They choose both
-//! families themselves, and real connections over IPv6 and IPv4 prove it:
+//! with IPv6 on nodes and pods, the agents started without `--ip-family`:
+//! node1's with both its addresses as `--node-ip`, node2's with its IPv4
+//! address only and its Node object (in the manifests) listing both as
+//! InternalIPs. Both agents choose both families themselves, and real
+//! connections over IPv6 and IPv4 prove it:
 //! a single-stack IPv6 ClusterIP from a pod and from a node, a dual-stack
 //! Service on both its ClusterIPs, its NodePort over IPv6 from outside
 //! through the node without the pod (masqueraded by the ip6 table), and
@@ -35,10 +37,16 @@ fn cluster() -> MutexGuard<'static, Cluster> {
 fn build() -> Cluster {
     let mut cluster = Cluster::create();
     cluster.write_manifest("services.yaml", include_str!("dual_stack/services.yaml"));
+    cluster.write_manifest("nodes.yaml", include_str!("dual_stack/nodes.yaml"));
     // The pod CIDRs of both families (the local-traffic detector); no
-    // --ip-family.
+    // --ip-family. node1 is told both addresses, node2 its IPv4 one (its
+    // Node object adds the IPv6 one).
     let cluster_cidrs = format!("{CLUSTER_CIDR},{CLUSTER_CIDR6}");
-    cluster.spawn_dual_stack_agents(&["--cluster-cidr", &cluster_cidrs]);
+    let node_ip = |node: Node| match node {
+        Node::One => format!("{},{}", node.ip(), node.ip6()),
+        Node::Two => node.ip().to_owned(),
+    };
+    cluster.spawn_agents_with(node_ip, &["--cluster-cidr", &cluster_cidrs]);
     cluster.add_dual_stack_pod(Node::One, POD_A, POD_A_IP, POD_A_IP6);
     let pod_b = cluster.add_dual_stack_pod(Node::Two, POD_B, "10.244.2.30", "fd10:2::30");
     cluster.serve(&pod_b.name, &pod_b.name, Protocol::Tcp, 8080);
@@ -65,8 +73,9 @@ fn assert_answer(cluster: &Cluster, from: &str, (address, port): (&str, u16), wa
     }
 }
 
-/// Without `--ip-family`, on nodes with addresses of both families, each
-/// agent chose both and said so once.
+/// Without `--ip-family`, on nodes with addresses of both families (from
+/// `--node-ip` on node1, from its Node object on node2), each agent chose
+/// both and said so once.
 #[test]
 fn agents_choose_both_families_without_the_flag() {
     let cluster = cluster();
@@ -83,6 +92,13 @@ fn agents_choose_both_families_without_the_flag() {
             agent.node,
             chosen[0]
         );
+        if agent.node == Node::Two {
+            assert!(
+                chosen[0].contains("node_object_addresses=[192.168.50.12, fd00::12]"),
+                "node2 learnt its IPv6 address from its Node object: {}",
+                chosen[0]
+            );
+        }
     }
 }
 
