@@ -28,11 +28,13 @@ use tracing::{info, warn};
 
 use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
 use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
-use crate::model::settings::LocalTrafficDetector;
+use crate::model::ip_family::choose_ip_family;
+use crate::model::settings::{IpFamilyMode, LocalTrafficDetector};
 use crate::model::{ClusterState, ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
 use crate::system::conntrack::ConntrackSocket;
+use crate::system::ipv6::ipv6_support;
 use crate::system::kube_proxy_leftovers::remove_kube_proxy_leftovers;
 use crate::system::link::{LinkError, LinkManager};
 use crate::system::sysctl::{
@@ -47,6 +49,9 @@ pub struct RunOptions {
     pub node_name: String,
     /// The node's primary addresses (`--node-ip`; empty: the source's).
     pub node_addresses: Vec<IpAddr>,
+    /// `--ip-family` as given; `None`: chosen at start from the node's
+    /// addresses and the kernel ([`choose_ip_family`]).
+    pub ip_family: Option<IpFamilyMode>,
     /// Full resync period (`--ipvs-sync-period`).
     pub sync_period: Duration,
     /// Shortest time between two incremental syncs
@@ -83,6 +88,10 @@ pub enum RunError {
     /// The first sync failed as a whole.
     #[error("first sync: {0}")]
     FirstSync(#[from] SyncError),
+    /// The node's primary family is IPv6 and the kernel has no IPv6
+    /// (kube-proxy refuses to start too).
+    #[error("the node's primary address is IPv6 ({0}) but the kernel has no IPv6 in this network namespace; enable it or give --ip-family ipv4")]
+    PrimaryFamilyUnsupported(String),
 }
 
 /// What the source knows of the node once it is ready.
@@ -90,6 +99,9 @@ pub enum RunError {
 pub struct NodeFacts {
     /// Its primary addresses.
     pub primary_addresses: Vec<IpAddr>,
+    /// Its Node object's InternalIPs (empty without a Node object), for
+    /// the family choice.
+    pub node_object_addresses: Vec<IpAddr>,
     /// Its pod CIDRs (for `--detect-local-mode NodeCIDR`).
     pub pod_cidrs: Vec<IpNetwork>,
 }
@@ -110,6 +122,12 @@ pub async fn prepare_node(
             info!(pod_cidrs = ?node.pod_cidrs, "local traffic: the Node's pod CIDRs");
             *cidrs = node.pod_cidrs;
         }
+    }
+    if options.ip_family.is_none() {
+        settings.ip_family =
+            automatic_ip_family(&options.node_addresses, &node.node_object_addresses)?;
+    } else {
+        info!(ip_family = ?settings.ip_family, "IP families: as --ip-family says");
     }
     let primary_addresses = node.primary_addresses;
     // IPVS first: asking the kernel for it loads ip_vs when needed, and
@@ -132,6 +150,44 @@ pub async fn prepare_node(
         warn!(%error, "setting IPVS timeouts");
     }
     Ok(engine)
+}
+
+/// The families to program without `--ip-family`, logged once: both when
+/// the node has addresses of both and the kernel has IPv6, else the
+/// primary address's ([`choose_ip_family`]). A kernel whose IPv6 support
+/// cannot be read is taken to have it (kube-proxy's nftables mode assumes
+/// both families too); the syncs then say what the kernel refuses.
+fn automatic_ip_family(
+    explicit: &[IpAddr],
+    node_object: &[IpAddr],
+) -> Result<IpFamilyMode, RunError> {
+    let kernel_ipv6 = match ipv6_support(Path::new("/proc")) {
+        Ok(support) => support.usable(),
+        Err(error) => {
+            warn!(%error, "reading the kernel's IPv6 support; taking it as enabled");
+            true
+        }
+    };
+    let choice = choose_ip_family(explicit, node_object, kernel_ipv6);
+    if choice.primary_unsupported {
+        let primary = explicit
+            .iter()
+            .chain(node_object)
+            .find(|address| !address.is_unspecified())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return Err(RunError::PrimaryFamilyUnsupported(primary));
+    }
+    info!(
+        ip_family = ?choice.mode,
+        primary = if choice.primary_ipv6 { "IPv6" } else { "IPv4" },
+        kernel_ipv6,
+        node_addresses = ?explicit,
+        node_object_addresses = ?node_object,
+        "IP families chosen (no --ip-family): {}",
+        choice.reason
+    );
+    Ok(choice.mode)
 }
 
 /// `--init-only` (kube-proxy's): what needs full root privileges, then
@@ -307,6 +363,7 @@ where
     };
     let mut engine = start(NodeFacts {
         primary_addresses: primary,
+        node_object_addresses: source.node_addresses(),
         pod_cidrs: source.node_pod_cidrs(),
     })
     .await?;

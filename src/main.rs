@@ -106,6 +106,7 @@ fn plan(args: PlanArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
         node_name(&resolved)?,
         &resolved.node_addresses,
         &resolved.settings,
+        resolved.ip_family,
         output,
     )?;
     for problem in &planned.problems {
@@ -220,6 +221,7 @@ fn run_options(resolved: &Resolved, args: &RunArgs, node_name: String) -> RunOpt
     RunOptions {
         node_name,
         node_addresses: resolved.node_addresses.clone(),
+        ip_family: resolved.ip_family,
         sync_period: resolved.sync_period,
         // Files are loaded whole when they change: nothing to coalesce.
         min_sync_period: if args.agent.manifests.is_empty() {

@@ -189,6 +189,7 @@ fn plan_follows_the_zone_hints_of_the_nodes_node_object() {
             node_name.to_owned(),
             &["192.168.122.10".parse().unwrap()],
             &ProxySettings::default(),
+            None,
             PlanFormat::Save,
         )
         .expect("the directory is readable");
@@ -212,5 +213,66 @@ fn plan_follows_the_zone_hints_of_the_nodes_node_object() {
          -a -t 10.96.0.20:80 -r 10.244.1.10:8080 -m -w 1\n\
          -a -t 10.96.0.20:80 -r 10.244.2.10:8080 -m -w 1\n\
          -a -t 10.96.0.20:80 -r 10.244.3.10:8080 -m -w 1\n"
+    );
+}
+
+/// `plan` without `--ip-family` chooses the families as `run` does, from
+/// `--node-ip`: both for addresses of both families (a single-stack IPv4
+/// NodePort still only on the IPv4 address), IPv4 for an IPv4 address;
+/// `--ip-family` wins.
+#[test]
+fn plan_chooses_the_families_from_the_node_addresses() {
+    use ipvs_agent::commands::plan::{plan, PlanFormat};
+    use ipvs_agent::model::settings::IpFamilyMode;
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(
+        folder.path().join("services.yaml"),
+        "apiVersion: v1
+kind: Service
+metadata: {name: dual, namespace: default}
+spec:
+  clusterIPs: [10.96.0.20, \"fd00:96::20\"]
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v4only, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.30
+  ports: [{port: 80, nodePort: 30030}]
+",
+    )
+    .unwrap();
+    let run = |addresses: &[&str], ip_family: Option<IpFamilyMode>| {
+        let addresses: Vec<std::net::IpAddr> =
+            addresses.iter().map(|text| text.parse().unwrap()).collect();
+        let output = plan(
+            &[folder.path().to_path_buf()],
+            "node1".to_owned(),
+            &addresses,
+            &ProxySettings::default(),
+            ip_family,
+            PlanFormat::Save,
+        )
+        .expect("the folder is readable");
+        assert!(output.problems.is_empty(), "{:?}", output.problems);
+        output.text
+    };
+    assert_eq!(
+        run(&["192.168.122.10", "fd00::10"], None),
+        "-A -t 192.168.122.10:30030 -s rr\n\
+         -A -t 10.96.0.20:80 -s rr\n\
+         -A -t 10.96.0.30:80 -s rr\n\
+         -A -t [fd00:96::20]:80 -s rr\n",
+        "both families; the IPv4-only NodePort not on fd00::10"
+    );
+    let v4 = "-A -t 192.168.122.10:30030 -s rr\n\
+              -A -t 10.96.0.20:80 -s rr\n\
+              -A -t 10.96.0.30:80 -s rr\n";
+    assert_eq!(run(&["192.168.122.10"], None), v4);
+    assert_eq!(
+        run(&["192.168.122.10", "fd00::10"], Some(IpFamilyMode::Ipv4)),
+        v4
     );
 }

@@ -6,7 +6,10 @@
 //! - Nodes `node1` / `node2` and the client `outside` are network
 //!   namespaces, each with its own IPVS table, conntrack and netfilter, on
 //!   one bridge `br-nodes` in the guest's root namespace
-//!   (`192.168.50.0/24`: node1 `.11`, node2 `.12`, outside `.100`).
+//!   (`192.168.50.0/24`: node1 `.11`, node2 `.12`, outside `.100`; and
+//!   IPv6 `fd00::/64`: node1 `fd00::11`, node2 `fd00::12`, outside
+//!   `fd00::100`, all without duplicate address detection, so usable at
+//!   once).
 //! - Pods hang off their node Calico-style: a namespace with a routed /32
 //!   on `eth0` (node1 `10.244.1.x`, node2 `10.244.2.x`), default route via
 //!   `169.254.1.1` (on the node's `lo`, scope link so it is never picked as
@@ -14,14 +17,20 @@
 //!   the other node's pod /24 via the other node; `outside` routes both
 //!   pod /24s (a flat, routed network, as with Calico peering with the
 //!   top-of-rack router), nothing else unless a test asks
-//!   ([`Cluster::route_from_outside`]).
+//!   ([`Cluster::route_from_outside`]). IPv6 the same way: a pod added
+//!   with [`Cluster::add_dual_stack_pod`] also has a routed /128 (node1
+//!   `fd10:1::x`, node2 `fd10:2::x`) and its default route via
+//!   [`GATEWAY6`] (`fe80::1` on the node's side of the veth); the nodes
+//!   forward IPv6 and route each other's pod /64, `outside` both.
 //! - [`Cluster::serve`] / [`Cluster::start_servers`]: tiny servers in any
 //!   namespace answering `NAME CLIENT-ADDRESS` (the name they were given
 //!   and the source address they saw) over TCP (HTTP) or UDP;
 //!   [`Cluster::tcp`] / [`Cluster::udp`] make one request from any
 //!   namespace and return the parsed [`Answer`] or why none came. Both are
 //!   one Python process each that enters namespaces with setns(2) per
-//!   socket: a process start costs seconds under emulation.
+//!   socket: a process start costs seconds under emulation. The servers
+//!   listen on both families (one IPv6 socket taking IPv4 too; an IPv4
+//!   client is reported by its IPv4 address, not `::ffff:a.b.c.d`).
 //! - [`run_in`] / [`exec_in`]: any command in a namespace
 //!   (`ip netns exec`).
 //! - [`Cluster::start_agents`] runs one `ipvs-agent run` per node
@@ -47,8 +56,15 @@ pub const BRIDGE: &str = "br-nodes";
 pub const OUTSIDE: &str = "outside";
 /// The outside client's address.
 pub const OUTSIDE_IP: &str = "192.168.50.100";
+/// The outside client's IPv6 address.
+pub const OUTSIDE_IP6: &str = "fd00::100";
 /// The cluster's pod CIDR (both nodes' pod /24s).
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The cluster's IPv6 pod CIDR (both nodes' pod /64s).
+pub const CLUSTER_CIDR6: &str = "fd10::/16";
+/// The pods' IPv6 gateway: a link-local address on the node's side of
+/// each pod's veth.
+pub const GATEWAY6: &str = "fe80::1";
 /// The pods' gateway, on each node's `lo`.
 pub const GATEWAY: &str = "169.254.1.1";
 /// The interpreter the servers and clients run (Debian's, visible in the
@@ -92,6 +108,22 @@ impl Node {
         match self {
             Node::One => "10.244.1.0/24",
             Node::Two => "10.244.2.0/24",
+        }
+    }
+
+    /// The node's IPv6 address on the bridge.
+    pub fn ip6(self) -> &'static str {
+        match self {
+            Node::One => "fd00::11",
+            Node::Two => "fd00::12",
+        }
+    }
+
+    /// The node's IPv6 pod /64.
+    pub fn pod_cidr6(self) -> &'static str {
+        match self {
+            Node::One => "fd10:1::/64",
+            Node::Two => "fd10:2::/64",
         }
     }
 
@@ -246,14 +278,32 @@ def enter(ns):
 "#;
 
 /// The servers: `SERVER NS NAME PROTO PORT [NS NAME PROTO PORT ...]`; each
-/// listens on `0.0.0.0:PORT` in namespace NS and answers `NAME
+/// listens on `[::]:PORT` (both families; `0.0.0.0:PORT` without IPv6) in
+/// namespace NS and answers `NAME
 /// CLIENT-ADDRESS` to each HTTP request (TCP) or datagram (UDP). Prints
 /// `ready` once every socket is bound.
 const SERVER_PY: &str = r#"
+def listener(kind, port):
+    # One socket for both families where the namespace has IPv6.
+    try:
+        s = socket.socket(socket.AF_INET6, kind)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = ("::", port)
+    except OSError:
+        s = socket.socket(socket.AF_INET, kind)
+        address = ("0.0.0.0", port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(address)
+    return s
+def shown(peer):
+    host = peer[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
 def udp(s, name):
     while True:
         data, peer = s.recvfrom(2048)
-        s.sendto(("%s %s" % (name, peer[0])).encode(), peer)
+        s.sendto(("%s %s" % (name, shown(peer))).encode(), peer)
 def answer(c, peer, name):
     try:
         c.settimeout(30)
@@ -263,7 +313,7 @@ def answer(c, peer, name):
             if not chunk:
                 break
             data += chunk
-        body = ("%s %s" % (name, peer[0])).encode()
+        body = ("%s %s" % (name, shown(peer))).encode()
         c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     except Exception:
         pass
@@ -279,13 +329,10 @@ for i in range(0, len(args), 4):
     ns, name, proto, port = args[i], args[i + 1], args[i + 2], int(args[i + 3])
     enter(ns)
     if proto == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("0.0.0.0", port))
+        s = listener(socket.SOCK_DGRAM, port)
         threads.append(threading.Thread(target=udp, args=(s, name), daemon=True))
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
+        s = listener(socket.SOCK_STREAM, port)
         s.listen(128)
         threads.append(threading.Thread(target=tcp, args=(s, name), daemon=True))
 for t in threads:
@@ -300,7 +347,8 @@ threading.Event().wait()
 const CLIENT_PY: &str = r#"
 def request(proto, host, port, timeout):
     if proto == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM)
         try:
             s.settimeout(timeout)
             s.sendto(b"hi", (host, port))
@@ -357,6 +405,8 @@ pub struct Pod {
     pub name: String,
     /// The pod's address.
     pub address: String,
+    /// Its IPv6 address ([`Cluster::add_dual_stack_pod`]).
+    pub address6: Option<String>,
     /// The node it runs on.
     pub node: Node,
 }
@@ -575,9 +625,15 @@ impl Cluster {
         }
         ip_batch(None, &root);
         for (ns, address) in members {
+            let address6 = Node::ALL
+                .into_iter()
+                .find(|node| node.name() == ns)
+                .map_or(OUTSIDE_IP6, Node::ip6);
             let mut commands = vec![
                 "link set lo up".to_owned(),
                 format!("addr add {address}/24 dev eth0"),
+                // No duplicate address detection: usable at once.
+                format!("addr add {address6}/64 dev eth0 nodad"),
                 "link set eth0 up".to_owned(),
             ];
             match Node::ALL.into_iter().find(|node| node.name() == ns) {
@@ -589,11 +645,18 @@ impl Cluster {
                         node.other().pod_cidr(),
                         node.other().ip()
                     ),
+                    format!(
+                        "route add {} via {}",
+                        node.other().pod_cidr6(),
+                        node.other().ip6()
+                    ),
                 ]),
-                None => commands.extend(
-                    Node::ALL
-                        .map(|node| format!("route add {} via {}", node.pod_cidr(), node.ip())),
-                ),
+                None => commands.extend(Node::ALL.into_iter().flat_map(|node| {
+                    [
+                        format!("route add {} via {}", node.pod_cidr(), node.ip()),
+                        format!("route add {} via {}", node.pod_cidr6(), node.ip6()),
+                    ]
+                })),
             }
             ip_batch(Some(ns), &commands);
         }
@@ -609,6 +672,7 @@ impl Cluster {
                     "net.ipv4.ip_forward=1",
                     "net.ipv4.vs.conntrack=1",
                     "net.ipv4.conf.default.proxy_arp=1",
+                    "net.ipv6.conf.all.forwarding=1",
                 ],
             );
         }
@@ -617,30 +681,59 @@ impl Cluster {
 
     /// Adds a pod `name` with `address` (inside `node`'s pod /24) on `node`.
     pub fn add_pod(&mut self, node: Node, name: &str, address: &str) -> Pod {
+        self.add_pod_with(node, name, address, None)
+    }
+
+    /// Adds a pod `name` with `address` (inside `node`'s pod /24) and
+    /// `address6` (inside its pod /64) on `node`.
+    pub fn add_dual_stack_pod(
+        &mut self,
+        node: Node,
+        name: &str,
+        address: &str,
+        address6: &str,
+    ) -> Pod {
+        self.add_pod_with(node, name, address, Some(address6))
+    }
+
+    fn add_pod_with(
+        &mut self,
+        node: Node,
+        name: &str,
+        address: &str,
+        address6: Option<&str>,
+    ) -> Pod {
         let veth = format!("cali{}", self.pods.len());
         try_run(&["ip", "netns", "del", name]);
         run(&["ip", "netns", "add", name]);
-        ip_batch(
-            Some(node.name()),
-            &[
-                format!("link add {veth} type veth peer name eth0 netns {name}"),
-                format!("link set {veth} up"),
-                format!("route add {address}/32 dev {veth}"),
-            ],
-        );
-        ip_batch(
-            Some(name),
-            &[
-                format!("addr add {address}/32 dev eth0"),
-                "link set eth0 up".to_owned(),
-                "link set lo up".to_owned(),
-                format!("route add {GATEWAY} dev eth0"),
-                format!("route add default via {GATEWAY}"),
-            ],
-        );
+        let mut on_node = vec![
+            format!("link add {veth} type veth peer name eth0 netns {name}"),
+            format!("link set {veth} up"),
+            format!("route add {address}/32 dev {veth}"),
+        ];
+        let mut in_pod = vec![
+            format!("addr add {address}/32 dev eth0"),
+            "link set eth0 up".to_owned(),
+            "link set lo up".to_owned(),
+            format!("route add {GATEWAY} dev eth0"),
+            format!("route add default via {GATEWAY}"),
+        ];
+        if let Some(address6) = address6 {
+            on_node.extend([
+                format!("addr add {GATEWAY6}/64 dev {veth} nodad"),
+                format!("route add {address6}/128 dev {veth}"),
+            ]);
+            in_pod.extend([
+                format!("addr add {address6}/128 dev eth0 nodad"),
+                format!("route add ::/0 via {GATEWAY6} dev eth0"),
+            ]);
+        }
+        ip_batch(Some(node.name()), &on_node);
+        ip_batch(Some(name), &in_pod);
         let pod = Pod {
             name: name.to_owned(),
             address: address.to_owned(),
+            address6: address6.map(str::to_owned),
             node,
         };
         self.pods.push(pod.clone());
@@ -746,6 +839,12 @@ impl Cluster {
     /// servers can be made meanwhile. Write the manifests first (the
     /// first sync is what [`Cluster::wait_for_agents`] waits for).
     pub fn spawn_agents(&mut self, extra: &[&str]) {
+        self.spawn_agents_with(|node| node.ip().to_owned(), extra);
+    }
+
+    /// [`Cluster::spawn_agents`] with `node_ip(node)` as each node's
+    /// `--node-ip` (one address or several, comma-separated).
+    pub fn spawn_agents_with(&mut self, node_ip: impl Fn(Node) -> String, extra: &[&str]) {
         assert!(self.agents.is_empty(), "the agents are already running");
         for node in Node::ALL {
             let log = std::env::temp_dir().join(format!(
@@ -761,7 +860,7 @@ impl Cluster {
                 .arg("run")
                 .arg("--manifests")
                 .arg(&self.manifests)
-                .args(["--node-name", node.name(), "--node-ip", node.ip()])
+                .args(["--node-name", node.name(), "--node-ip", &node_ip(node)])
                 .args(["--healthz-bind-address", "", "--metrics-bind-address", ""])
                 .args(extra)
                 .env("RUST_LOG", "info")
@@ -929,8 +1028,9 @@ impl Cluster {
         for node in Node::ALL {
             for argv in [
                 &["ipvsadm", "-Ln"][..],
-                &["ip", "-4", "-o", "addr"][..],
+                &["ip", "-o", "addr"][..],
                 &["ip", "route"][..],
+                &["ip", "-6", "route"][..],
                 &["nft", "list", "ruleset"][..],
                 &["conntrack", "-L"][..],
             ] {

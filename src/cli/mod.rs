@@ -169,8 +169,11 @@ pub struct AgentFlags {
     /// not 0.0.0.0 or ::, else the Node's).
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub node_ip: Vec<IpAddr>,
-    /// Which IP families to program (default: both when the node has
-    /// addresses of both and the kernel has IPv6, as kube-proxy).
+    /// Which IP families to program. Default: chosen once at start, as
+    /// kube-proxy does: both when the node's addresses (--node-ip,
+    /// --bind-address, the Node's InternalIPs) have both families and the
+    /// kernel has IPv6, else the family of the node's primary address
+    /// (IPv4 when none is known). `plan` takes the kernel to have IPv6.
     #[arg(long, value_enum)]
     pub ip_family: Option<IpFamily>,
     /// The cluster's NodePort range.

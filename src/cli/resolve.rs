@@ -346,6 +346,9 @@ pub fn resolve(
     let masquerade_bit = config.iptables.masquerade_bit.unwrap_or(14);
     let settings = ProxySettings {
         scheduler,
+        // Without --ip-family this IPv4 is a placeholder: `run` chooses the
+        // families once the node's addresses are known (the driver's
+        // `prepare_node`), `plan` from --node-ip (model::ip_family).
         ip_family: ip_family.unwrap_or_default(),
         nodeport_addresses,
         exclude_cidrs,

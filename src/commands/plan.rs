@@ -14,6 +14,8 @@ use netlink_ipvs::{
 use serde_json::{json, Value};
 
 use crate::desired::desired_state;
+use crate::model::ip_family::choose_ip_family;
+use crate::model::settings::IpFamilyMode;
 use crate::model::{LocalAddress, NodeContext, ProxySettings, Table};
 use crate::sources::manifests::{load_manifests, ManifestError};
 
@@ -43,15 +45,26 @@ pub struct PlanOutput {
 /// addresses are `node_addresses` (no kernel to ask: those are its only
 /// addresses). The node's zone, for topology hints, is the
 /// `topology.kubernetes.io/zone` label of the manifests' Node object named
-/// `node_name`, if there is one.
+/// `node_name`, if there is one. `ip_family` is `--ip-family` as given:
+/// without it the families are chosen as `run` chooses them
+/// ([`choose_ip_family`]) from `node_addresses` and the InternalIPs of the
+/// manifests' Node object named `node_name`, taking the kernel to have
+/// IPv6 (there is no kernel to ask).
 pub fn plan(
     manifests: &[PathBuf],
     node_name: String,
     node_addresses: &[IpAddr],
     settings: &ProxySettings,
+    ip_family: Option<IpFamilyMode>,
     format: PlanFormat,
 ) -> Result<PlanOutput, ManifestError> {
     let loaded = load_manifests(manifests)?;
+    let mut settings = settings.clone();
+    settings.ip_family = ip_family.unwrap_or_else(|| {
+        let node_object = loaded.addresses_of_node(&node_name);
+        choose_ip_family(node_addresses, &node_object, true).mode
+    });
+    let settings = &settings;
     let node = NodeContext {
         zone: loaded.zone_of_node(&node_name),
         name: node_name,

@@ -608,6 +608,115 @@ fn families_single_and_dual_stack() {
     assert_eq!(v6_entry.service.netmask.0, 128, "netmask /128 for IPv6");
 }
 
+/// A Service's ports go only to the families of its ClusterIPs (its
+/// `spec.ipFamilies`), as kube-proxy's one proxier per family: NodePorts
+/// on node addresses of those families, externalIPs and ingress IPs of the
+/// other family ignored.
+#[test]
+fn a_services_ports_go_only_to_its_own_families() {
+    let dual = ProxySettings {
+        ip_family: IpFamilyMode::Dual,
+        ..ProxySettings::default()
+    };
+    let v4_node = ProxySettings::default();
+    let v6_node = ProxySettings {
+        ip_family: IpFamilyMode::Ipv6,
+        ..ProxySettings::default()
+    };
+    let node_port = |cluster_ips: Value, families: Value, policy: &str| {
+        json!({"type": "NodePort", "clusterIP": cluster_ips[0], "clusterIPs": cluster_ips,
+               "ipFamilies": families, "ipFamilyPolicy": policy,
+               "externalIPs": ["203.0.113.7", "2001:db8::7"],
+               "ports": [{"name": "http", "port": 80, "nodePort": 30080}]})
+    };
+    let single_v4 = node_port(json!(["10.96.0.10"]), json!(["IPv4"]), "SingleStack");
+    let single_v6 = node_port(json!(["fd00:96::10"]), json!(["IPv6"]), "SingleStack");
+    let prefer_dual = node_port(
+        json!(["10.96.0.10", "fd00:96::10"]),
+        json!(["IPv4", "IPv6"]),
+        "PreferDualStack",
+    );
+    let require_dual = node_port(
+        json!(["fd00:96::10", "10.96.0.10"]),
+        json!(["IPv6", "IPv4"]),
+        "RequireDualStack",
+    );
+    let v4_keys = [
+        "TCP 10.0.0.5:30080",
+        "TCP 10.96.0.10:80",
+        "TCP 192.168.1.5:30080",
+        "TCP 203.0.113.7:80",
+    ];
+    let v6_keys = [
+        "TCP [2001:db8::7]:80",
+        "TCP [fd00:96::10]:80",
+        "TCP [fd00::5]:30080",
+    ];
+    let both: Vec<&str> = v4_keys.iter().chain(&v6_keys).copied().collect();
+    let cases: &[(&str, &Value, &ProxySettings, &[&str])] = &[
+        (
+            "single-stack IPv4 NodePort on a dual-stack node: nothing on the node's IPv6 addresses, the IPv6 externalIP ignored",
+            &single_v4,
+            &dual,
+            &v4_keys,
+        ),
+        (
+            "single-stack IPv6 NodePort on a dual-stack node: IPv6 only",
+            &single_v6,
+            &dual,
+            &v6_keys,
+        ),
+        (
+            "single-stack IPv6 Service on an IPv4 node: nothing at all",
+            &single_v6,
+            &v4_node,
+            &[],
+        ),
+        (
+            "dual-stack Service on a dual-stack node: both families",
+            &require_dual,
+            &dual,
+            &both,
+        ),
+        (
+            "PreferDualStack on an IPv4 node: the IPv4 half",
+            &prefer_dual,
+            &v4_node,
+            &v4_keys,
+        ),
+        (
+            "PreferDualStack on an IPv6 node: the IPv6 half",
+            &prefer_dual,
+            &v6_node,
+            &v6_keys,
+        ),
+    ];
+    for (what, spec, settings, expected) in cases {
+        let desired = compute(&cluster_of(service((*spec).clone()), vec![]), settings);
+        let expected: BTreeSet<String> = expected.iter().map(|key| key.to_string()).collect();
+        assert_eq!(keys(&desired), expected, "{what}");
+        assert!(
+            desired.problems.is_empty(),
+            "{what}: {:?}",
+            desired.problems
+        );
+        let node_port_families: BTreeSet<String> = element_lines(&desired)
+            .into_iter()
+            .filter(|line| line.contains("node-ports"))
+            .map(|line| line.split(' ').next().unwrap_or("").to_owned())
+            .collect();
+        let expected_families: BTreeSet<String> = expected
+            .iter()
+            .filter(|key| key.ends_with(":30080"))
+            .map(|key| if key.contains('[') { "ip6" } else { "ip" }.to_owned())
+            .collect();
+        assert_eq!(
+            node_port_families, expected_families,
+            "{what}: the node-ports set of the Service's families only"
+        );
+    }
+}
+
 #[test]
 fn scheduler_flag_and_annotation_override() {
     let settings = ProxySettings {
@@ -928,7 +1037,6 @@ fn netfilter_elements_follow_kube_proxys_sets() {
                 "ip node-ports: udp . 30080",
                 "ip vips: 10.96.0.10",
                 "ip vips: 192.0.2.1",
-                "ip6 node-ports: udp . 30080",
             ],
         ),
         (
@@ -947,7 +1055,6 @@ fn netfilter_elements_follow_kube_proxys_sets() {
                 "ip hairpin: 10.244.1.7 . 10.244.1.7",
                 "ip vips: 10.96.0.10",
                 "ip vips: 192.0.2.50",
-                "ip6 health-check-ports: 32000",
             ],
         ),
     ];

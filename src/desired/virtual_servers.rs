@@ -389,6 +389,13 @@ fn service_addresses(
         return None;
     }
     let cluster_ips = parse_addresses(cluster_ip_texts, settings, problems);
+    if cluster_ips.is_empty() {
+        // No ClusterIP of the agent's families (a single-stack Service of
+        // the other family): kube-proxy's proxier of a family skips such a
+        // Service whole (`serviceToServiceMap`), NodePorts and externalIPs
+        // included.
+        return None;
+    }
     let external_ips = parse_addresses(
         spec.external_ips
             .iter()
@@ -412,16 +419,35 @@ fn service_addresses(
         settings,
         problems,
     );
+    // A family gets the Service's ports only if the Service has a
+    // ClusterIP of it (its `spec.ipFamilies`, which the API server keeps
+    // equal to the families of `spec.clusterIPs`): kube-proxy runs one
+    // proxier per family, each skipping Services without a ClusterIP of
+    // its family and ignoring externalIPs and ingress IPs of the other
+    // (`newBaseServiceInfo`). So a single-stack IPv4 NodePort Service gets
+    // no virtual server on the node's IPv6 addresses.
+    let service_family = |address: &IpAddr| {
+        cluster_ips
+            .iter()
+            .any(|cluster_ip| cluster_ip.is_ipv6() == address.is_ipv6())
+    };
+    let of_service_families = |addresses: Vec<IpAddr>| -> Vec<IpAddr> {
+        addresses.into_iter().filter(service_family).collect()
+    };
+    let node_addresses = if node_ports {
+        nodeport_addresses(node, settings)
+            .into_iter()
+            .filter(service_family)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     Some(ServiceAddresses {
         service_type: service_type.to_owned(),
+        external_ips: of_service_families(external_ips),
+        load_balancer_ips: of_service_families(load_balancer_ips),
         cluster_ips,
-        external_ips,
-        load_balancer_ips,
-        node_addresses: if node_ports {
-            nodeport_addresses(node, settings)
-        } else {
-            BTreeSet::new()
-        },
+        node_addresses,
     })
 }
 

@@ -12,9 +12,11 @@
 //!   elements.
 //! - [`conntrack`]: a conntrack entry as the cleanup sees it.
 //! - [`settings`]: the agent's settings (kube-proxy's flags).
+//! - [`ip_family`]: the families programmed without `--ip-family`.
 
 pub mod cluster;
 pub mod conntrack;
+pub mod ip_family;
 pub mod netfilter;
 pub mod node;
 pub mod object_ref;

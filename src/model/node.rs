@@ -53,6 +53,19 @@ pub fn zone_of(labels: Option<&BTreeMap<String, String>>) -> Option<String> {
     labels.and_then(|labels| labels.get(ZONE_LABEL)).cloned()
 }
 
+/// The InternalIP addresses of a Node (its primary addresses), in the
+/// order of `status.addresses`.
+pub fn node_internal_addresses(node: &k8s_openapi::api::core::v1::Node) -> Vec<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|address| address.type_ == "InternalIP")
+        .filter_map(|address| address.address.parse().ok())
+        .collect()
+}
+
 /// The taint the cluster autoscaler puts on a node before deleting it.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 

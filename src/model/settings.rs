@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
-/// Which IP families the agent programs (`--ip-family`).
+/// Which IP families the agent programs (`--ip-family`, else chosen at
+/// start: [`super::ip_family`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IpFamilyMode {
     /// IPv4 only.
@@ -58,7 +59,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub struct ProxySettings {
     /// Default scheduler (`--ipvs-scheduler`, default `rr`).
     pub scheduler: String,
-    /// Families programmed (`--ip-family`).
+    /// Families programmed (`--ip-family`, else chosen at start from the
+    /// node's addresses and the kernel: [`super::ip_family`]).
     pub ip_family: IpFamilyMode,
     /// NodePort address filter (`--nodeport-addresses`).
     pub nodeport_addresses: NodePortAddresses,

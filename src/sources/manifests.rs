@@ -3,9 +3,10 @@
 //! A path is a YAML file (several documents separated by `---`) or a
 //! directory, whose `*.yaml`, `*.yml` and `*.json` files are read in name
 //! order (not recursively). Kept: v1 `Service`, v1 `Endpoints`,
-//! discovery.k8s.io/v1 `EndpointSlice`, v1 `Node` (its zone label only:
-//! the Node named like the agent's node gives it its zone, so topology
-//! hints can be checked without a cluster; other Nodes are ignored), and
+//! discovery.k8s.io/v1 `EndpointSlice`, v1 `Node` (its zone label and
+//! InternalIPs only: the Node named like the agent's node gives it its
+//! zone, so topology hints can be checked without a cluster, and its
+//! addresses, as the API server's Node would; other Nodes are ignored), and
 //! the items of a v1 `List`.
 //! Other kinds (Deployments, Pods, ...) are skipped without a word: they
 //! legitimately live in the same files. A kept kind with another
@@ -27,7 +28,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{Change, Source};
-use crate::model::node::zone_of;
+use crate::model::node::{node_internal_addresses, zone_of};
 use crate::model::{changed_services, ClusterState};
 
 /// A path that could not be read at all.
@@ -77,6 +78,9 @@ pub struct LoadedManifests {
     /// Each Node object's zone (`topology.kubernetes.io/zone`), by
     /// `metadata.name`.
     pub node_zones: BTreeMap<String, Option<String>>,
+    /// Each Node object's InternalIPs (`status.addresses`), by
+    /// `metadata.name`.
+    pub node_addresses: BTreeMap<String, Vec<IpAddr>>,
     /// The objects that did not.
     pub problems: Vec<ManifestProblem>,
     /// Files read.
@@ -259,6 +263,9 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
             if let Some(node) = parse::<Node>(&value, &problem, loaded) {
                 let name = node.metadata.name.clone().unwrap_or_default();
                 let zone = zone_of(node.metadata.labels.as_ref());
+                loaded
+                    .node_addresses
+                    .insert(name.clone(), node_internal_addresses(&node));
                 loaded.node_zones.insert(name, zone);
             }
         }
@@ -295,7 +302,9 @@ fn parse<T: DeserializeOwned>(
 /// Endpoints) differ are yielded. A file that fails to load as a whole
 /// keeps the last state. The node's zone is that of the Node object named
 /// like the node, if the files hold one (the driver recomputes every
-/// Service when it changes).
+/// Service when it changes). Its InternalIPs are the node's addresses
+/// when `--node-ip` is not given, as they are read when the agent starts
+/// (the family choice), like the API server's Node.
 #[derive(Debug)]
 pub struct ManifestSource {
     paths: Vec<PathBuf>,
@@ -303,6 +312,7 @@ pub struct ManifestSource {
     seen: Vec<Stamp>,
     cluster: ClusterState,
     node_zone: Option<String>,
+    node_addresses: Vec<IpAddr>,
     poll: tokio::time::Interval,
 }
 
@@ -317,6 +327,7 @@ impl ManifestSource {
         let seen = fingerprint(&paths);
         let loaded = load_reporting(&paths)?;
         let node_zone = loaded.zone_of_node(&node_name);
+        let node_addresses = loaded.addresses_of_node(&node_name);
         let mut poll = tokio::time::interval(poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Self {
@@ -325,6 +336,7 @@ impl ManifestSource {
             seen,
             cluster: loaded.cluster,
             node_zone,
+            node_addresses,
             poll,
         })
     }
@@ -335,6 +347,15 @@ impl LoadedManifests {
     /// a Node, or without the label).
     pub fn zone_of_node(&self, node_name: &str) -> Option<String> {
         self.node_zones.get(node_name).cloned().flatten()
+    }
+
+    /// The InternalIPs of the Node object named `node_name` (empty without
+    /// such a Node).
+    pub fn addresses_of_node(&self, node_name: &str) -> Vec<IpAddr> {
+        self.node_addresses
+            .get(node_name)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -367,6 +388,7 @@ impl Source for ManifestSource {
             let node_zone = loaded.zone_of_node(&self.node_name);
             let zone_changed = node_zone != self.node_zone;
             self.node_zone = node_zone;
+            self.node_addresses = loaded.addresses_of_node(&self.node_name);
             let services = changed_services(&self.cluster, &loaded.cluster);
             self.cluster = loaded.cluster;
             // A zone change alone is a change too: the driver sees the new
@@ -391,7 +413,7 @@ impl Source for ManifestSource {
     }
 
     fn node_addresses(&self) -> Vec<IpAddr> {
-        Vec::new()
+        self.node_addresses.clone()
     }
 
     fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
@@ -492,6 +514,12 @@ apiVersion: v1
 kind: Node
 metadata:
   name: node3
+status:
+  addresses:
+  - {type: Hostname, address: node3}
+  - {type: InternalIP, address: 192.168.50.13}
+  - {type: ExternalIP, address: 203.0.113.13}
+  - {type: InternalIP, address: "fd00::13"}
 ---
 apiVersion: v2
 kind: Node
@@ -508,6 +536,15 @@ metadata:
         );
         assert_eq!(loaded.zone_of_node("node3"), None, "no label");
         assert_eq!(loaded.zone_of_node("node9"), None, "no such Node");
+        assert_eq!(
+            loaded.addresses_of_node("node3"),
+            vec![
+                "192.168.50.13".parse::<IpAddr>().unwrap(),
+                "fd00::13".parse().unwrap()
+            ],
+            "InternalIPs, in order"
+        );
+        assert!(loaded.addresses_of_node("node1").is_empty());
         assert_eq!(
             loaded
                 .problems

@@ -10,6 +10,7 @@
 //! - [`nfnetlink`]: opening a netfilter netlink socket (both above).
 //! - [`sysctl`]: the kernel settings kube-proxy's IPVS mode needs.
 //! - [`oom_score`]: the agent's own `oom_score_adj`.
+//! - [`ipv6`]: whether the kernel has IPv6 (the family choice).
 //! - [`errno`]: the kernel answers told apart there.
 //!
 //! Depends on [`crate::model`] only.
@@ -17,6 +18,7 @@
 pub mod address_batch;
 pub mod conntrack;
 pub mod errno;
+pub mod ipv6;
 pub mod kube_proxy_leftovers;
 pub mod link;
 pub mod netfilter;

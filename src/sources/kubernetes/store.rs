@@ -191,17 +191,9 @@ pub fn node_pod_cidrs(node: &Node) -> Vec<IpNetwork> {
     texts.iter().filter_map(|text| text.parse().ok()).collect()
 }
 
-/// The InternalIP addresses of a Node (its primary addresses).
-pub fn node_internal_addresses(node: &Node) -> Vec<IpAddr> {
-    node.status
-        .as_ref()
-        .and_then(|status| status.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|address| address.type_ == "InternalIP")
-        .filter_map(|address| address.address.parse().ok())
-        .collect()
-}
+/// The InternalIP addresses of a Node (in `model::node`: the manifest
+/// source reads them too).
+pub use crate::model::node::node_internal_addresses;
 
 #[cfg(test)]
 mod tests {
