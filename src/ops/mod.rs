@@ -6,17 +6,19 @@
 //! - [`metrics`]: the Prometheus metrics and the per-server counters.
 //! - [`node_events`]: Kubernetes Events on the agent's Node.
 //! - [`http`]: the HTTP servers for health and metrics.
+//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`service_health`]: the Services' `healthCheckNodePort` servers.
 
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod node_events;
+pub mod process;
 pub mod service_health;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use netlink_ipvs::IpvsServiceKey;
 use tracing::info;
@@ -27,7 +29,9 @@ use self::node_events::NodeEvents;
 use self::service_health::ServiceHealthServers;
 use crate::desired::health_check::HealthCheck;
 use crate::engine::report::{SyncKind, SyncReport};
+use crate::model::settings::IpFamilyMode;
 use crate::model::{ObjectRef, Table};
+use crate::sources::TriggerTime;
 
 /// Everything that observes the agent's work, fed by the driver.
 #[derive(Debug)]
@@ -39,6 +43,11 @@ pub struct Observers {
     /// EndpointSlice and Service changes received since the last sync.
     endpoint_changes: usize,
     service_changes: usize,
+    /// The `ip_family` labels of the families the agent programs.
+    families: &'static [&'static str],
+    /// When the agent started: older trigger times are not measured
+    /// (kube-proxy's `trackerStartTime`).
+    started: SystemTime,
 }
 
 impl Observers {
@@ -52,7 +61,14 @@ impl Observers {
             events,
             endpoint_changes: 0,
             service_changes: 0,
+            families: metrics::ip_family_labels(IpFamilyMode::default()),
+            started: SystemTime::now(),
         }
+    }
+
+    /// The families the agent programs (the metrics' `ip_family` labels).
+    pub fn set_ip_families(&mut self, mode: IpFamilyMode) {
+        self.families = metrics::ip_family_labels(mode);
     }
 
     /// The run loop started: from now on, updates that wait too long for
@@ -83,11 +99,11 @@ impl Observers {
         self.health.set_node_eligible(eligible);
     }
 
-    /// A change that needs a sync arrived (`endpoints`: an EndpointSlice
-    /// one).
-    pub fn queued(&mut self, endpoints: bool) {
+    /// A change that needs a sync arrived, of `endpoints` EndpointSlice
+    /// (or Endpoints) objects and `services` Service objects.
+    pub fn queued(&mut self, endpoints: usize, services: usize) {
         self.health.queued();
-        let (endpoints, services) = if endpoints { (1, 0) } else { (0, 1) };
+        metrics::record_queued(self.families);
         self.endpoint_changes += endpoints;
         self.service_changes += services;
         metrics::record_changes(
@@ -104,7 +120,7 @@ impl Observers {
             return;
         }
         report.log();
-        metrics::record_sync(report);
+        metrics::record_sync(report, self.families);
         if report.kind == SyncKind::Drain {
             return;
         }
@@ -135,11 +151,25 @@ impl Observers {
         }
     }
 
-    /// The changes first received at `received` are in the kernel now
-    /// (kube-proxy's network-programming latency: metric and log line).
-    pub fn network_programmed(&self, received: Instant, services: usize) {
+    /// The changes first received at `received` are in the kernel now:
+    /// kube-proxy's network-programming latency, one sample from each
+    /// trigger time (of a family the agent programs, not older than the
+    /// agent), and a log line with the latency from receipt.
+    pub fn network_programmed(
+        &self,
+        received: Instant,
+        services: usize,
+        trigger_times: &[TriggerTime],
+    ) {
+        let now = SystemTime::now();
+        for trigger in trigger_times {
+            if trigger.at < self.started || !self.families.contains(&trigger.family) {
+                continue;
+            }
+            let latency = now.duration_since(trigger.at).unwrap_or_default();
+            metrics::record_network_programming(trigger.family, latency);
+        }
         let latency = received.elapsed();
-        metrics::record_network_programming(latency);
         info!(
             services,
             event_to_ack_ms = latency.as_secs_f64() * 1e3,

@@ -26,9 +26,10 @@ use serde_json::Value;
 
 use tracing::warn;
 
-use super::{Change, Source};
+use super::trigger_time::{family_label, trigger_time};
+use super::{Change, Source, TriggerTime};
 use crate::model::node::zone_of;
-use crate::model::{changed_services, ClusterState};
+use crate::model::{changed_services, ClusterState, ObjectRef};
 
 /// A path that could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,10 @@ pub struct LoadedManifests {
     pub problems: Vec<ManifestProblem>,
     /// Files read.
     pub files: Vec<PathBuf>,
+    /// Each EndpointSlice's trigger time: its
+    /// `last-change-trigger-time` annotation, else its file's
+    /// modification time.
+    pub slice_trigger_times: BTreeMap<ObjectRef, SystemTime>,
 }
 
 fn is_manifest_file(path: &Path) -> bool {
@@ -252,6 +257,18 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
         }
         "EndpointSlice" => {
             if let Some(slice) = parse::<EndpointSlice>(&value, &problem, loaded) {
+                // The annotation when the file has one, else the time the
+                // file was written: a changed file is a change made then.
+                let at = trigger_time(slice.metadata.annotations.as_ref()).or_else(|| {
+                    std::fs::metadata(file)
+                        .and_then(|metadata| metadata.modified())
+                        .ok()
+                });
+                if let Some(at) = at {
+                    loaded
+                        .slice_trigger_times
+                        .insert(ObjectRef::of(&slice.metadata), at);
+                }
                 loaded.cluster.insert_slice(&slice);
             }
         }
@@ -347,6 +364,55 @@ fn load_reporting(paths: &[PathBuf]) -> Result<LoadedManifests, ManifestError> {
     Ok(loaded)
 }
 
+/// How many objects differ between two loads of the files, counted as
+/// kube-proxy counts watch events: one per Service, and one per
+/// EndpointSlice or v1 Endpoints, created, changed or deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectChanges {
+    /// Services.
+    pub services: usize,
+    /// EndpointSlices and v1 Endpoints.
+    pub endpoints: usize,
+}
+
+fn differing<K: Ord, V: PartialEq>(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> usize {
+    let changed_or_new = new
+        .iter()
+        .filter(|(key, value)| old.get(key) != Some(value))
+        .count();
+    let deleted = old.keys().filter(|key| !new.contains_key(key)).count();
+    changed_or_new + deleted
+}
+
+/// The objects that differ between `old` and `new`.
+pub fn changed_objects(old: &ClusterState, new: &ClusterState) -> ObjectChanges {
+    ObjectChanges {
+        services: differing(old.services(), new.services()),
+        endpoints: differing(old.endpoint_slices(), new.endpoint_slices())
+            + differing(old.endpoints(), new.endpoints()),
+    }
+}
+
+/// The trigger times of the slices created or changed between `old` and
+/// `new` (deleted ones have none, as in kube-proxy).
+pub fn changed_slice_trigger_times(
+    old: &ClusterState,
+    new: &ClusterState,
+    times: &BTreeMap<ObjectRef, SystemTime>,
+) -> Vec<TriggerTime> {
+    new.endpoint_slices()
+        .iter()
+        .filter(|(name, slice)| old.endpoint_slices().get(*name) != Some(*slice))
+        .filter_map(|(name, slice)| {
+            Some(TriggerTime {
+                service: slice.service.clone()?,
+                family: family_label(&slice.address_type)?,
+                at: *times.get(name)?,
+            })
+        })
+        .collect()
+}
+
 impl Source for ManifestSource {
     async fn next_change(&mut self) -> Option<Change> {
         loop {
@@ -368,6 +434,12 @@ impl Source for ManifestSource {
             let zone_changed = node_zone != self.node_zone;
             self.node_zone = node_zone;
             let services = changed_services(&self.cluster, &loaded.cluster);
+            let counts = changed_objects(&self.cluster, &loaded.cluster);
+            let trigger_times = changed_slice_trigger_times(
+                &self.cluster,
+                &loaded.cluster,
+                &loaded.slice_trigger_times,
+            );
             self.cluster = loaded.cluster;
             // A zone change alone is a change too: the driver sees the new
             // zone and recomputes every Service.
@@ -375,7 +447,9 @@ impl Source for ManifestSource {
                 return Some(Change {
                     services,
                     received,
-                    endpoints: false,
+                    endpoint_changes: counts.endpoints,
+                    service_changes: counts.services,
+                    trigger_times,
                     node_eligible: None,
                 });
             }
