@@ -530,6 +530,31 @@ mod tests {
         );
     }
 
+    /// The buckets of `kube_proxy_metrics.txt` (which the guest test
+    /// checks a real scrape against) are the ones installed here.
+    #[test]
+    fn the_list_files_buckets_are_the_installed_ones() {
+        let list = include_str!("../../integration/tests/kube_proxy_metrics.txt");
+        let buckets = |name: &str| -> Vec<f64> {
+            let line = list
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} |")))
+                .unwrap_or_else(|| panic!("{name} is listed"));
+            let field = line.rsplit('|').next().unwrap().trim();
+            field.split(',').map(|b| b.parse().unwrap()).collect()
+        };
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+        };
+        for name in SYNC_HISTOGRAMS {
+            assert!(close(&buckets(name), &sync_duration_buckets()), "{name}");
+        }
+        assert!(close(
+            &buckets("kubeproxy_network_programming_duration_seconds"),
+            &network_programming_buckets()
+        ));
+    }
+
     #[test]
     fn ip_family_labels_are_kube_proxys() {
         assert_eq!(ip_family_labels(IpFamilyMode::Ipv4), ["IPv4"]);

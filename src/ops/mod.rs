@@ -30,8 +30,8 @@ use self::service_health::ServiceHealthServers;
 use crate::desired::health_check::HealthCheck;
 use crate::engine::report::{SyncKind, SyncReport};
 use crate::model::settings::IpFamilyMode;
+use crate::model::trigger_time::TriggerTime;
 use crate::model::{ObjectRef, Table};
-use crate::sources::TriggerTime;
 
 /// Everything that observes the agent's work, fed by the driver.
 #[derive(Debug)]
@@ -162,12 +162,10 @@ impl Observers {
         trigger_times: &[TriggerTime],
     ) {
         let now = SystemTime::now();
-        for trigger in trigger_times {
-            if trigger.at < self.started || !self.families.contains(&trigger.family) {
-                continue;
-            }
-            let latency = now.duration_since(trigger.at).unwrap_or_default();
-            metrics::record_network_programming(trigger.family, latency);
+        for (family, latency) in
+            programming_latencies(trigger_times, self.started, self.families, now)
+        {
+            metrics::record_network_programming(family, latency);
         }
         let latency = received.elapsed();
         info!(
@@ -175,5 +173,64 @@ impl Observers {
             event_to_ack_ms = latency.as_secs_f64() * 1e3,
             "network programmed"
         );
+    }
+}
+
+/// The network-programming latencies at `now` of `trigger_times`, as
+/// kube-proxy measures them: only those of a family the agent programs
+/// (`families`) and not older than the agent (`started`: kube-proxy's
+/// change tracker skips trigger times before its start, which a restart
+/// would otherwise report as huge latencies). A trigger time in the
+/// future (clock skew between the controller and this node) counts 0.
+pub fn programming_latencies<'a>(
+    trigger_times: &'a [TriggerTime],
+    started: SystemTime,
+    families: &'a [&'static str],
+    now: SystemTime,
+) -> impl Iterator<Item = (&'static str, std::time::Duration)> + 'a {
+    trigger_times
+        .iter()
+        .filter(move |trigger| trigger.at >= started && families.contains(&trigger.family))
+        .map(move |trigger| {
+            (
+                trigger.family,
+                now.duration_since(trigger.at).unwrap_or_default(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn latencies_skip_old_and_other_family_trigger_times() {
+        let at = |seconds| UNIX_EPOCH + Duration::from_secs(seconds);
+        let trigger = |family, seconds| TriggerTime {
+            service: ObjectRef::new("default", "web"),
+            family,
+            at: at(seconds),
+        };
+        let triggers = [
+            trigger("IPv4", 90),  // before the start: skipped
+            trigger("IPv4", 100), // at the start
+            trigger("IPv4", 104),
+            trigger("IPv6", 104), // a family not programmed
+            trigger("IPv4", 200), // in the future: 0
+        ];
+        let latencies: Vec<_> =
+            programming_latencies(&triggers, at(100), &["IPv4"], at(110)).collect();
+        assert_eq!(
+            latencies,
+            [
+                ("IPv4", Duration::from_secs(10)),
+                ("IPv4", Duration::from_secs(6)),
+                ("IPv4", Duration::ZERO),
+            ]
+        );
+        let dual: Vec<_> =
+            programming_latencies(&triggers, at(100), &["IPv4", "IPv6"], at(110)).collect();
+        assert_eq!(dual.len(), 4);
     }
 }

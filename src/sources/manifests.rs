@@ -26,9 +26,9 @@ use serde_json::Value;
 
 use tracing::warn;
 
-use super::trigger_time::{family_label, trigger_time};
-use super::{Change, Source, TriggerTime};
+use super::{Change, Source};
 use crate::model::node::zone_of;
+use crate::model::trigger_time::{family_label, trigger_time, TriggerTime};
 use crate::model::{changed_services, ClusterState, ObjectRef};
 
 /// A path that could not be read at all.
@@ -510,6 +510,76 @@ mod tests {
 
     fn names(changed: BTreeSet<ObjectRef>) -> Vec<String> {
         changed.into_iter().map(|s| s.name).collect()
+    }
+
+    fn loaded(documents: &[serde_json::Value]) -> LoadedManifests {
+        let mut loaded = LoadedManifests::default();
+        let text: Vec<String> = documents.iter().map(|d| d.to_string()).collect();
+        load_text(Path::new("test.yaml"), &text.join("\n---\n"), &mut loaded);
+        loaded
+    }
+
+    /// Objects are counted as kube-proxy counts watch events, and only
+    /// created or changed slices carry a trigger time (the annotation; a
+    /// file that cannot be stat'ed, as here, gives no fallback time).
+    #[test]
+    fn changes_are_counted_per_object_and_timed_by_annotation() {
+        let before = loaded(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            slice("a-1", "a", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        let mut changed = slice("a-1", "a", "10.244.0.9");
+        changed["metadata"]["annotations"] =
+            json!({"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-02T15:04:05Z"});
+        let after = loaded(&[
+            service("a", "10.1.0.1"),
+            service("c", "10.1.0.3"),
+            changed,
+            slice("c-1", "c", "10.244.0.3"),
+        ]);
+        assert_eq!(
+            changed_objects(&before.cluster, &after.cluster),
+            ObjectChanges {
+                services: 2,  // b deleted, c created
+                endpoints: 3, // a-1 changed, b-1 deleted, c-1 created
+            }
+        );
+        let times = changed_slice_trigger_times(
+            &before.cluster,
+            &after.cluster,
+            &after.slice_trigger_times,
+        );
+        assert_eq!(
+            times,
+            [TriggerTime {
+                service: ObjectRef::new("default", "a"),
+                family: "IPv4",
+                at: crate::model::trigger_time::parse_rfc3339("2026-12-02T15:04:05Z").unwrap(),
+            }]
+        );
+        assert_eq!(
+            changed_objects(&after.cluster, &after.cluster.clone()),
+            ObjectChanges::default()
+        );
+    }
+
+    /// Without the annotation, a slice's trigger time is its file's
+    /// modification time: a changed file is a change made then.
+    #[test]
+    fn a_slice_without_the_annotation_is_timed_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slices.yaml");
+        std::fs::write(&file, slice("a-1", "a", "10.244.0.1").to_string()).unwrap();
+        let loaded = load_manifests(std::slice::from_ref(&file)).unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        assert_eq!(
+            loaded
+                .slice_trigger_times
+                .get(&ObjectRef::new("default", "a-1")),
+            Some(&modified)
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 
 pub mod kubernetes;
 pub mod manifests;
-pub mod trigger_time;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -16,8 +15,8 @@ use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
+use crate::model::trigger_time::TriggerTime;
 use crate::model::{ClusterState, ObjectRef};
-pub use trigger_time::TriggerTime;
 
 /// One change of a source's cluster state.
 #[derive(Debug, Clone)]

@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 
 use self::store::{Store, WatchEvent};
 use self::watch::{spawn_reachability_probe, spawn_watcher};
-use super::trigger_time::{family_label, trigger_time};
-use super::{Change, Source, TriggerTime};
+use super::{Change, Source};
+use crate::model::trigger_time::{family_label, trigger_time, TriggerTime};
 use crate::model::ClusterState;
 use crate::ops::health::Health;
 

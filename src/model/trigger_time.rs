@@ -1,7 +1,8 @@
 //! kube-proxy's network-programming latency starts at an EndpointSlice's
 //! `endpoints.kubernetes.io/last-change-trigger-time` annotation (RFC 3339,
 //! written by the EndpointSlice controller: when the Pod or Service change
-//! that led to this slice happened). Both sources read it here; a slice
+//! that led to this slice happened). Both sources read it with this
+//! module (the sources yield [`TriggerTime`]s, the observers measure them); a slice
 //! without it (or with a value that does not parse) has no latency, as in
 //! kube-proxy (`getLastChangeTriggerTime` returns the zero time and the
 //! change tracker skips it).
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::model::ObjectRef;
+use super::ObjectRef;
 
 /// The annotation's name (kube-proxy: `v1.EndpointsLastChangeTriggerTime`).
 pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
