@@ -30,6 +30,7 @@ use crate::engine::kernel::{connect_ipvs, Kernel, NetlinkKernel};
 use crate::engine::{SyncEngine, SyncError, SyncKind, SyncReport};
 use crate::model::ip_family::choose_ip_family;
 use crate::model::settings::{IpFamilyMode, LocalTrafficDetector};
+use crate::model::trigger_time::TriggerTime;
 use crate::model::{ClusterState, ObjectRef, ProxySettings};
 use crate::ops::Observers;
 use crate::sources::{Change, Source};
@@ -280,6 +281,8 @@ struct Pending {
     services: BTreeSet<ObjectRef>,
     /// When the first of them was received.
     since: Option<Instant>,
+    /// The EndpointSlice trigger times among them.
+    trigger_times: Vec<TriggerTime>,
 }
 
 impl Pending {
@@ -289,9 +292,10 @@ impl Pending {
             observers.node_eligible(eligible);
         }
         if !change.services.is_empty() {
-            observers.queued(change.endpoints);
+            observers.queued(change.endpoint_changes, change.service_changes);
             self.since.get_or_insert(change.received);
             self.services.extend(change.services);
+            self.trigger_times.extend(change.trigger_times);
         }
     }
 
@@ -302,9 +306,21 @@ impl Pending {
         self.services.extend(cluster.services().keys().cloned());
     }
 
-    fn take(&mut self) -> (BTreeSet<ObjectRef>, Option<Instant>) {
-        (std::mem::take(&mut self.services), self.since.take())
+    fn take(&mut self) -> Taken {
+        Taken {
+            services: std::mem::take(&mut self.services),
+            since: self.since.take(),
+            trigger_times: std::mem::take(&mut self.trigger_times),
+        }
     }
+}
+
+/// The pending changes a sync covers.
+#[derive(Debug)]
+struct Taken {
+    services: BTreeSet<ObjectRef>,
+    since: Option<Instant>,
+    trigger_times: Vec<TriggerTime>,
 }
 
 /// Runs the loop over `source` until `shutdown` completes (or the source
@@ -316,6 +332,8 @@ pub async fn run(
     observers: Observers,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let mut observers = observers;
+    observers.set_ip_families(settings.ip_family);
     let start = |node| prepare_node(&settings, &options, node);
     run_with(source, start, &options, observers, shutdown).await
 }
@@ -400,21 +418,21 @@ where
                 }
             }
             _ = tokio::time::sleep(coalesce), if !pending.services.is_empty() => {
-                let (services, since) = pending.take();
-                let result = engine.sync_services(source.cluster(), &services).await;
+                let taken = pending.take();
+                let result = engine.sync_services(source.cluster(), &taken.services).await;
                 let failed = "sync failed; the next resync retries";
-                after_sync(result, failed, since, services.len(), &mut observers, &engine);
+                after_sync(result, failed, taken, &mut observers, &engine);
                 last_sync = Instant::now();
             }
             _ = resync.tick() => {
                 // The changes still pending are covered by the audit.
-                let (services, since) = pending.take();
-                let result = engine.resync(source.cluster(), &services).await;
+                let taken = pending.take();
+                let result = engine.resync(source.cluster(), &taken.services).await;
                 if let (true, Ok(report)) = (leftovers, &result) {
                     leftovers = !remove_leftovers_after(report).await;
                 }
                 let failed = "full resync failed; retrying at the next period";
-                after_sync(result, failed, since, services.len(), &mut observers, &engine);
+                after_sync(result, failed, taken, &mut observers, &engine);
                 last_sync = Instant::now();
             }
             _ = drain.tick(), if engine.has_draining() => {
@@ -466,21 +484,21 @@ async fn remove_leftovers_after(report: &SyncReport) -> bool {
     }
 }
 
-/// Reports a sync of the changes first received at `since` (`services`
-/// of them), or its failure (logged as `failed`; the next sync retries).
+/// Reports a sync of the `taken` changes, or its failure (logged as
+/// `failed`; the next sync retries; their trigger times are dropped, as
+/// kube-proxy drops them when a sync fails).
 fn after_sync<K: Kernel>(
     result: Result<SyncReport, SyncError>,
     failed: &str,
-    since: Option<Instant>,
-    services: usize,
+    taken: Taken,
     observers: &mut Observers,
     engine: &SyncEngine<K>,
 ) {
     match result {
         Ok(report) => {
             synced(observers, engine, &report);
-            if let Some(since) = since {
-                observers.network_programmed(since, services);
+            if let Some(since) = taken.since {
+                observers.network_programmed(since, taken.services.len(), &taken.trigger_times);
             }
         }
         Err(error) => {

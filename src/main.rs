@@ -20,7 +20,7 @@ use ipvs_agent::driver::RunOptions;
 use ipvs_agent::model::settings::LocalTrafficDetector;
 use ipvs_agent::model::ProxySettings;
 use ipvs_agent::ops::health::Health;
-use ipvs_agent::ops::http::{serve_health, serve_metrics};
+use ipvs_agent::ops::http::{serve_health, serve_metrics, BindFailure};
 use ipvs_agent::ops::metrics::ServerMetrics;
 use ipvs_agent::ops::node_events::NodeEvents;
 use ipvs_agent::ops::Observers;
@@ -287,11 +287,22 @@ fn run(args: RunArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
         };
         let prometheus =
             ipvs_agent::ops::metrics::install().context("installing the metrics recorder")?;
+        let on_bind_failure = BindFailure::from_hard_fail(resolved.bind_address_hard_fail);
         if let Some(address) = resolved.healthz_address {
-            serve_health(address, health.clone()).await?;
+            serve_health(address, health.clone(), on_bind_failure).await?;
         }
         if let Some(address) = resolved.metrics_address {
-            serve_metrics(address, prometheus, server_metrics.clone(), health.clone()).await?;
+            let configz = serde_json::to_value(&resolved.config).context("encoding /configz")?;
+            let (servers, health) = (server_metrics.clone(), health.clone());
+            serve_metrics(
+                address,
+                prometheus,
+                servers,
+                health,
+                configz,
+                on_bind_failure,
+            )
+            .await?;
         }
         if args.agent.manifests.is_empty() {
             let client = ipvs_agent::sources::kubernetes::client(

@@ -230,7 +230,11 @@ fn metrics_and_health_follow_what_happened() {
         "{page}"
     );
     assert!(
-        sample(&page, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").is_some_and(|t| t > 1e9),
+        sample(
+            &page,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"}"
+        )
+        .is_some_and(|t| t > 1e9),
         "{page}"
     );
     assert!(
@@ -274,11 +278,19 @@ fn metrics_and_health_follow_what_happened() {
     );
     println!("m-b connections: {before} → {moved}");
 
-    // An endpoint change: network programming latency is observed.
+    // An endpoint change with kube-proxy's trigger-time annotation (as
+    // the EndpointSlice controller writes it): network programming
+    // latency is observed from it.
+    let now = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .expect("run date");
+    let trigger = String::from_utf8_lossy(&now.stdout).trim().to_owned();
     standin.apply(&json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "m-a-abcde", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "m-a"}},
+                     "labels": {"kubernetes.io/service-name": "m-a"},
+                     "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": trigger}},
         "addressType": "IPv4",
         "ports": [{"name": "http", "protocol": "TCP", "port": 9376}],
         "endpoints": []
@@ -289,7 +301,7 @@ fn metrics_and_health_follow_what_happened() {
         || {
             sample(
                 &metrics(),
-                "kubeproxy_network_programming_duration_seconds_count",
+                "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}",
             )
             .filter(|count| *count >= 1.0)
         },

@@ -185,9 +185,6 @@ impl LogSettings {
 }
 
 /// What the agent runs with.
-// `ip_family` and `bind_address_hard_fail` are read once the automatic
-// family choice and the bind retry (issue 14, in progress) land.
-#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// The configuration (for `--write-config-to` and `/configz`).

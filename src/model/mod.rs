@@ -13,6 +13,8 @@
 //! - [`conntrack`]: a conntrack entry as the cleanup sees it.
 //! - [`settings`]: the agent's settings (kube-proxy's flags).
 //! - [`ip_family`]: the families programmed without `--ip-family`.
+//! - [`trigger_time`]: an EndpointSlice's `last-change-trigger-time`,
+//!   where the network-programming latency starts.
 
 pub mod cluster;
 pub mod conntrack;
@@ -22,6 +24,7 @@ pub mod node;
 pub mod object_ref;
 pub mod settings;
 pub mod table;
+pub mod trigger_time;
 
 pub use cluster::{changed_services, ClusterState, PrunedService, Slice};
 pub use node::{LocalAddress, NodeContext, KUBE_IPVS_INTERFACE};

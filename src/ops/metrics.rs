@@ -1,7 +1,50 @@
-//! Prometheus metrics: kube-proxy's names where the meaning is the same,
+//! Prometheus metrics: every metric kube-proxy registers in IPVS mode,
+//! with kube-proxy's name, type, labels and buckets (the list, with its
+//! source, is `integration/tests/kube_proxy_metrics.txt`; the guest test
+//! `kube_proxy_metrics` checks a real scrape against it), `process_*`
+//! as Prometheus' Go client writes them ([`super::process`]), and
 //! `ipvs_agent_*` for the rest, through the `metrics` facade and
 //! metrics-exporter-prometheus (rendered by the HTTP server in
 //! [`super::http`]).
+//!
+//! kube-proxy's metrics in IPVS mode (`RegisterMetrics(mode)` of
+//! `pkg/proxy/metrics/metrics.go`, labels as in the v1.34 metrics
+//! reference):
+//!
+//! - `kubeproxy_sync_proxy_rules_duration_seconds` (histogram,
+//!   `ip_family`, ExponentialBuckets(0.001, 2, 15)): each full or
+//!   incremental sync (drain checks are the agent's own, not counted);
+//! - `kubeproxy_sync_proxy_rules_last_timestamp_seconds` and
+//!   `..._last_queued_timestamp_seconds` (gauges, `ip_family`);
+//! - `kubeproxy_network_programming_duration_seconds` (histogram,
+//!   `ip_family`, 0 to 300 s): from an EndpointSlice's
+//!   `endpoints.kubernetes.io/last-change-trigger-time` to the sync that
+//!   put it in the kernel;
+//! - `kubeproxy_sync_proxy_rules_{endpoint,service}_changes_{pending,total}`
+//!   (gauges and counters, no label);
+//! - `kubeproxy_sync_proxy_rules_iptables_restore_failures_total`
+//!   (counter, `ip_family`): the agent's nftables transactions that
+//!   failed (its netfilter layer takes the place of iptables-restore);
+//! - `kubeproxy_sync_proxy_rules_no_local_endpoints_total` (gauge,
+//!   `ip_family`, `traffic_policy`);
+//! - `kubeproxy_proxy_healthz_total`, `kubeproxy_proxy_livez_total`
+//!   (counters, `code`);
+//! - `kubeproxy_conntrack_reconciler_sync_duration_seconds` (histogram,
+//!   `ip_family`) and `kubeproxy_conntrack_reconciler_deleted_entries_total`
+//!   (counter, `ip_family`).
+//!
+//! kube-proxy's iptables-mode `sync_full_`/`sync_partial_proxy_rules_*`
+//! are not registered in IPVS mode, so not here either.
+//!
+//! **`ip_family`** is `IPv4` or `IPv6`, as kube-proxy writes it. kube-proxy
+//! runs one proxier per family (two in dual-stack), each recording its
+//! own series; the agent syncs every family it programs in one sync, so
+//! each series of that sync is recorded under each family the sync
+//! covered ([`ip_family_labels`]: one in single-stack, both in
+//! dual-stack, with the same values). The one exception is the network
+//! programming latency, which belongs to one EndpointSlice and so is
+//! recorded under that slice's `addressType` only, as the proxier of that
+//! family records it.
 //!
 //! Per-server traffic counters come from the kernel's 64-bit counters,
 //! read with the table at every full resync; they are rendered from a
@@ -18,22 +61,59 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use netlink_ipvs::{IpvsServiceKey, IpvsStats};
 
-use crate::engine::report::SyncReport;
+use crate::engine::report::{SyncKind, SyncReport};
+use crate::model::settings::IpFamilyMode;
 use crate::model::Table;
 
-/// kube-proxy's buckets for its duration histograms (1 ms to ~16 s).
-const DURATION_BUCKETS: [f64; 15] = [
-    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-    8.192, 16.384,
+/// `prometheus.ExponentialBuckets(0.001, 2, 15)`: kube-proxy's sync and
+/// conntrack reconciler histograms (1 ms to ~16 s).
+pub fn sync_duration_buckets() -> Vec<f64> {
+    (0..15).map(|i| 0.001 * f64::from(1u32 << i)).collect()
+}
+
+/// kube-proxy's `kubeproxy_network_programming_duration_seconds`
+/// buckets: `MergeBuckets(LinearBuckets(0.25, 0.25, 2), LinearBuckets(1,
+/// 1, 59), LinearBuckets(60, 5, 12), LinearBuckets(120, 30, 7))`, after a
+/// leading 0 (its `merge` starts from a one-element slice).
+pub fn network_programming_buckets() -> Vec<f64> {
+    let linear =
+        |start: f64, width: f64, count: u32| (0..count).map(move |i| start + width * f64::from(i));
+    std::iter::once(0.0)
+        .chain(linear(0.25, 0.25, 2))
+        .chain(linear(1.0, 1.0, 59))
+        .chain(linear(60.0, 5.0, 12))
+        .chain(linear(120.0, 30.0, 7))
+        .collect()
+}
+
+/// The histograms with kube-proxy's sync buckets.
+const SYNC_HISTOGRAMS: [&str; 2] = [
+    "kubeproxy_sync_proxy_rules_duration_seconds",
+    "kubeproxy_conntrack_reconciler_sync_duration_seconds",
 ];
+
+/// The `ip_family` label values of the families a sync covers (see the
+/// module doc: every family the agent programs).
+pub fn ip_family_labels(mode: IpFamilyMode) -> &'static [&'static str] {
+    match mode {
+        IpFamilyMode::Ipv4 => &["IPv4"],
+        IpFamilyMode::Ipv6 => &["IPv6"],
+        IpFamilyMode::Dual => &["IPv4", "IPv6"],
+    }
+}
 
 /// Installs the global recorder and describes every metric; returns the
 /// handle that renders them.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    let handle = PrometheusBuilder::new()
+    let mut builder = PrometheusBuilder::new();
+    for name in SYNC_HISTOGRAMS {
+        builder =
+            builder.set_buckets_for_metric(Matcher::Full(name.into()), &sync_duration_buckets())?;
+    }
+    let handle = builder
         .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            &DURATION_BUCKETS,
+            Matcher::Full("kubeproxy_network_programming_duration_seconds".into()),
+            &network_programming_buckets(),
         )?
         .install_recorder()?;
     describe();
@@ -44,45 +124,63 @@ fn describe() {
     describe_histogram!(
         "kubeproxy_sync_proxy_rules_duration_seconds",
         metrics::Unit::Seconds,
-        "SyncProxyRules latency: how long each sync (full, incremental or drain) took"
+        "SyncProxyRules latency in seconds"
     );
     describe_gauge!(
         "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
         metrics::Unit::Seconds,
-        "The last time a sync completed (Unix seconds)"
+        "The last time proxy rules were successfully synced"
+    );
+    describe_gauge!(
+        "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "The last time a sync of proxy rules was queued"
     );
     describe_histogram!(
         "kubeproxy_network_programming_duration_seconds",
         metrics::Unit::Seconds,
-        "In-cluster network programming latency: from the agent's receipt of a Service or EndpointSlice change to the kernel's ACK"
+        "In Cluster Network Programming Latency in seconds"
     );
     describe_gauge!(
         "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
-        "EndpointSlice changes received and not yet synced"
+        "Pending proxy rules Endpoint changes"
     );
     describe_counter!(
         "kubeproxy_sync_proxy_rules_endpoint_changes_total",
-        "EndpointSlice changes received"
+        "Cumulative proxy rules Endpoint changes"
     );
     describe_gauge!(
         "kubeproxy_sync_proxy_rules_service_changes_pending",
-        "Service changes received and not yet synced"
+        "Pending proxy rules Service changes"
     );
     describe_counter!(
         "kubeproxy_sync_proxy_rules_service_changes_total",
-        "Service changes received"
+        "Cumulative proxy rules Service changes"
+    );
+    describe_counter!(
+        "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+        "Cumulative proxy iptables restore failures (the agent's failed nftables transactions)"
     );
     describe_gauge!(
         "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
-        "Services with a Local traffic policy (label traffic_policy: internal or external) and no endpoint on this node"
+        "Number of services with a Local traffic policy and no endpoints"
     );
     describe_counter!(
         "kubeproxy_proxy_healthz_total",
-        "/healthz answers, by HTTP code"
+        "Cumulative proxy healthz HTTP status"
     );
     describe_counter!(
         "kubeproxy_proxy_livez_total",
-        "/livez answers, by HTTP code"
+        "Cumulative proxy livez HTTP status"
+    );
+    describe_histogram!(
+        "kubeproxy_conntrack_reconciler_sync_duration_seconds",
+        metrics::Unit::Seconds,
+        "ReconcileConntrackFlowsLatency latency in seconds"
+    );
+    describe_counter!(
+        "kubeproxy_conntrack_reconciler_deleted_entries_total",
+        "Cumulative conntrack flows deleted by conntrack reconciler"
     );
     describe_gauge!(
         "ipvs_agent_api_unreachable_seconds",
@@ -139,10 +237,6 @@ fn describe() {
         "ipvs_agent_conntrack_failures_total",
         "Conntrack dumps that failed and entries that could not be deleted"
     );
-    describe_histogram!(
-        "kubeproxy_conntrack_reconciler_sync_duration_seconds",
-        "How long a conntrack cleanup took (kube-proxy's name)"
-    );
 }
 
 /// Counts an answer of `/healthz` (`check_node`) or `/livez` by code
@@ -161,15 +255,21 @@ pub fn record_api_unreachable(outage: Option<Duration>) {
     gauge!("ipvs_agent_api_unreachable_seconds").set(outage.map_or(0.0, |d| d.as_secs_f64()));
 }
 
-/// Records a completed sync: its duration and messages, and the size of
-/// the desired table after it (and the Local-policy Services without
-/// local endpoints).
-pub fn record_sync(report: &SyncReport) {
-    histogram!("kubeproxy_sync_proxy_rules_duration_seconds").record(report.duration.as_secs_f64());
-    let now = SystemTime::now()
+fn unix_now() -> f64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    gauge!("kubeproxy_sync_proxy_rules_last_timestamp_seconds").set(now.as_secs_f64());
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Records a completed sync of the families `families` (their
+/// `ip_family` labels): kube-proxy's sync metrics (not for drain checks,
+/// which kube-proxy does not have), then the agent's own: messages,
+/// refusals, the size of the desired table.
+pub fn record_sync(report: &SyncReport, families: &[&'static str]) {
+    if report.kind != SyncKind::Drain {
+        record_kube_proxy_sync(report, families);
+    }
     counter!("ipvs_agent_syncs_total", "kind" => report.kind.as_str()).increment(1);
     for (kind, count) in report.sent.iter() {
         counter!("ipvs_agent_netlink_messages_total", "kind" => kind.name()).increment(count);
@@ -191,27 +291,64 @@ pub fn record_sync(report: &SyncReport) {
     let conntrack = &report.conntrack;
     counter!("ipvs_agent_conntrack_entries_deleted_total").increment(conntrack.deleted as u64);
     counter!("ipvs_agent_conntrack_failures_total").increment(conntrack.failed as u64);
-    if conntrack.ran {
-        histogram!("kubeproxy_conntrack_reconciler_sync_duration_seconds")
-            .record(report.phases.conntrack.as_secs_f64());
-    }
     gauge!("ipvs_agent_draining_real_servers").set(report.draining as f64);
     let totals = &report.totals;
     gauge!("ipvs_agent_virtual_servers").set(totals.virtual_servers as f64);
     gauge!("ipvs_agent_real_servers").set(totals.real_servers as f64);
-    gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy" => "internal")
+}
+
+fn record_kube_proxy_sync(report: &SyncReport, families: &[&'static str]) {
+    let now = unix_now();
+    let totals = &report.totals;
+    for &family in families {
+        histogram!("kubeproxy_sync_proxy_rules_duration_seconds", "ip_family" => family)
+            .record(report.duration.as_secs_f64());
+        gauge!("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "ip_family" => family).set(now);
+        counter!("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", "ip_family" => family)
+            .increment(u64::from(report.netfilter.failed));
+        gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "ip_family" => family, "traffic_policy" => "internal")
         .set(totals.no_local_internal as f64);
-    gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy" => "external")
+        gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "ip_family" => family, "traffic_policy" => "external")
         .set(totals.no_local_external as f64);
+        if report.conntrack.ran {
+            histogram!("kubeproxy_conntrack_reconciler_sync_duration_seconds", "ip_family" => family)
+                .record(report.phases.conntrack.as_secs_f64());
+        }
+    }
+    // Deleted entries are counted once, under the first family: the
+    // agent's cleanup does not tell them apart by family, and adding them
+    // under both would count each entry twice.
+    if let Some(&family) = families.first() {
+        counter!("kubeproxy_conntrack_reconciler_deleted_entries_total", "ip_family" => family)
+            .increment(report.conntrack.deleted as u64);
+    }
+    for &family in families.iter().skip(1) {
+        counter!("kubeproxy_conntrack_reconciler_deleted_entries_total", "ip_family" => family)
+            .increment(0);
+    }
 }
 
-/// Records one network programming latency.
-pub fn record_network_programming(latency: Duration) {
-    histogram!("kubeproxy_network_programming_duration_seconds").record(latency.as_secs_f64());
+/// Records one network programming latency of an EndpointSlice of
+/// `family` (`IPv4` or `IPv6`: its `addressType`).
+pub fn record_network_programming(family: &'static str, latency: Duration) {
+    histogram!("kubeproxy_network_programming_duration_seconds", "ip_family" => family)
+        .record(latency.as_secs_f64());
 }
 
-/// Records received changes (`endpoints`: EndpointSlice events,
-/// `services`: Service events) and what is pending.
+/// A sync was queued (a change that needs one arrived): kube-proxy's
+/// `kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds`.
+pub fn record_queued(families: &[&'static str]) {
+    let now = unix_now();
+    for &family in families {
+        gauge!("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "ip_family" => family)
+            .set(now);
+    }
+}
+
+/// Records received changes (`endpoints`: EndpointSlice changes,
+/// `services`: Service changes) and what is pending.
 pub fn record_changes(
     endpoints: usize,
     services: usize,
@@ -374,6 +511,55 @@ mod tests {
             );
         }
         table
+    }
+
+    #[test]
+    fn buckets_are_kube_proxys() {
+        let sync = sync_duration_buckets();
+        assert_eq!(sync.len(), 15);
+        assert_eq!((sync[0], sync[1], sync[14]), (0.001, 0.002, 16.384));
+        let programming = network_programming_buckets();
+        assert_eq!(programming.len(), 1 + 2 + 59 + 12 + 7);
+        assert_eq!(&programming[..5], &[0.0, 0.25, 0.5, 1.0, 2.0]);
+        assert_eq!(programming[61], 59.0);
+        assert_eq!(&programming[62..64], &[60.0, 65.0]);
+        assert_eq!(programming[73], 115.0);
+        assert_eq!(
+            &programming[74..],
+            &[120.0, 150.0, 180.0, 210.0, 240.0, 270.0, 300.0]
+        );
+    }
+
+    /// The buckets of `kube_proxy_metrics.txt` (which the guest test
+    /// checks a real scrape against) are the ones installed here.
+    #[test]
+    fn the_list_files_buckets_are_the_installed_ones() {
+        let list = include_str!("../../integration/tests/kube_proxy_metrics.txt");
+        let buckets = |name: &str| -> Vec<f64> {
+            let line = list
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} |")))
+                .unwrap_or_else(|| panic!("{name} is listed"));
+            let field = line.rsplit('|').next().unwrap().trim();
+            field.split(',').map(|b| b.parse().unwrap()).collect()
+        };
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+        };
+        for name in SYNC_HISTOGRAMS {
+            assert!(close(&buckets(name), &sync_duration_buckets()), "{name}");
+        }
+        assert!(close(
+            &buckets("kubeproxy_network_programming_duration_seconds"),
+            &network_programming_buckets()
+        ));
+    }
+
+    #[test]
+    fn ip_family_labels_are_kube_proxys() {
+        assert_eq!(ip_family_labels(IpFamilyMode::Ipv4), ["IPv4"]);
+        assert_eq!(ip_family_labels(IpFamilyMode::Ipv6), ["IPv6"]);
+        assert_eq!(ip_family_labels(IpFamilyMode::Dual), ["IPv4", "IPv6"]);
     }
 
     #[test]

@@ -29,7 +29,8 @@ use tracing::warn;
 
 use super::{Change, Source};
 use crate::model::node::{node_internal_addresses, zone_of};
-use crate::model::{changed_services, ClusterState};
+use crate::model::trigger_time::{family_label, trigger_time, TriggerTime};
+use crate::model::{changed_services, ClusterState, ObjectRef};
 
 /// A path that could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,10 @@ pub struct LoadedManifests {
     pub problems: Vec<ManifestProblem>,
     /// Files read.
     pub files: Vec<PathBuf>,
+    /// Each EndpointSlice's trigger time: its
+    /// `last-change-trigger-time` annotation, else its file's
+    /// modification time.
+    pub slice_trigger_times: BTreeMap<ObjectRef, SystemTime>,
 }
 
 fn is_manifest_file(path: &Path) -> bool {
@@ -256,6 +261,18 @@ fn load_value(file: &Path, document: usize, value: Value, loaded: &mut LoadedMan
         }
         "EndpointSlice" => {
             if let Some(slice) = parse::<EndpointSlice>(&value, &problem, loaded) {
+                // The annotation when the file has one, else the time the
+                // file was written: a changed file is a change made then.
+                let at = trigger_time(slice.metadata.annotations.as_ref()).or_else(|| {
+                    std::fs::metadata(file)
+                        .and_then(|metadata| metadata.modified())
+                        .ok()
+                });
+                if let Some(at) = at {
+                    loaded
+                        .slice_trigger_times
+                        .insert(ObjectRef::of(&slice.metadata), at);
+                }
                 loaded.cluster.insert_slice(&slice);
             }
         }
@@ -368,6 +385,55 @@ fn load_reporting(paths: &[PathBuf]) -> Result<LoadedManifests, ManifestError> {
     Ok(loaded)
 }
 
+/// How many objects differ between two loads of the files, counted as
+/// kube-proxy counts watch events: one per Service, and one per
+/// EndpointSlice or v1 Endpoints, created, changed or deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectChanges {
+    /// Services.
+    pub services: usize,
+    /// EndpointSlices and v1 Endpoints.
+    pub endpoints: usize,
+}
+
+fn differing<K: Ord, V: PartialEq>(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> usize {
+    let changed_or_new = new
+        .iter()
+        .filter(|(key, value)| old.get(key) != Some(value))
+        .count();
+    let deleted = old.keys().filter(|key| !new.contains_key(key)).count();
+    changed_or_new + deleted
+}
+
+/// The objects that differ between `old` and `new`.
+pub fn changed_objects(old: &ClusterState, new: &ClusterState) -> ObjectChanges {
+    ObjectChanges {
+        services: differing(old.services(), new.services()),
+        endpoints: differing(old.endpoint_slices(), new.endpoint_slices())
+            + differing(old.endpoints(), new.endpoints()),
+    }
+}
+
+/// The trigger times of the slices created or changed between `old` and
+/// `new` (deleted ones have none, as in kube-proxy).
+pub fn changed_slice_trigger_times(
+    old: &ClusterState,
+    new: &ClusterState,
+    times: &BTreeMap<ObjectRef, SystemTime>,
+) -> Vec<TriggerTime> {
+    new.endpoint_slices()
+        .iter()
+        .filter(|(name, slice)| old.endpoint_slices().get(*name) != Some(*slice))
+        .filter_map(|(name, slice)| {
+            Some(TriggerTime {
+                service: slice.service.clone()?,
+                family: family_label(&slice.address_type)?,
+                at: *times.get(name)?,
+            })
+        })
+        .collect()
+}
+
 impl Source for ManifestSource {
     async fn next_change(&mut self) -> Option<Change> {
         loop {
@@ -390,6 +456,12 @@ impl Source for ManifestSource {
             self.node_zone = node_zone;
             self.node_addresses = loaded.addresses_of_node(&self.node_name);
             let services = changed_services(&self.cluster, &loaded.cluster);
+            let counts = changed_objects(&self.cluster, &loaded.cluster);
+            let trigger_times = changed_slice_trigger_times(
+                &self.cluster,
+                &loaded.cluster,
+                &loaded.slice_trigger_times,
+            );
             self.cluster = loaded.cluster;
             // A zone change alone is a change too: the driver sees the new
             // zone and recomputes every Service.
@@ -397,7 +469,9 @@ impl Source for ManifestSource {
                 return Some(Change {
                     services,
                     received,
-                    endpoints: false,
+                    endpoint_changes: counts.endpoints,
+                    service_changes: counts.services,
+                    trigger_times,
                     node_eligible: None,
                 });
             }
@@ -458,6 +532,76 @@ mod tests {
 
     fn names(changed: BTreeSet<ObjectRef>) -> Vec<String> {
         changed.into_iter().map(|s| s.name).collect()
+    }
+
+    fn loaded(documents: &[serde_json::Value]) -> LoadedManifests {
+        let mut loaded = LoadedManifests::default();
+        let text: Vec<String> = documents.iter().map(|d| d.to_string()).collect();
+        load_text(Path::new("test.yaml"), &text.join("\n---\n"), &mut loaded);
+        loaded
+    }
+
+    /// Objects are counted as kube-proxy counts watch events, and only
+    /// created or changed slices carry a trigger time (the annotation; a
+    /// file that cannot be stat'ed, as here, gives no fallback time).
+    #[test]
+    fn changes_are_counted_per_object_and_timed_by_annotation() {
+        let before = loaded(&[
+            service("a", "10.1.0.1"),
+            service("b", "10.1.0.2"),
+            slice("a-1", "a", "10.244.0.1"),
+            slice("b-1", "b", "10.244.0.2"),
+        ]);
+        let mut changed = slice("a-1", "a", "10.244.0.9");
+        changed["metadata"]["annotations"] =
+            json!({"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-02T15:04:05Z"});
+        let after = loaded(&[
+            service("a", "10.1.0.1"),
+            service("c", "10.1.0.3"),
+            changed,
+            slice("c-1", "c", "10.244.0.3"),
+        ]);
+        assert_eq!(
+            changed_objects(&before.cluster, &after.cluster),
+            ObjectChanges {
+                services: 2,  // b deleted, c created
+                endpoints: 3, // a-1 changed, b-1 deleted, c-1 created
+            }
+        );
+        let times = changed_slice_trigger_times(
+            &before.cluster,
+            &after.cluster,
+            &after.slice_trigger_times,
+        );
+        assert_eq!(
+            times,
+            [TriggerTime {
+                service: ObjectRef::new("default", "a"),
+                family: "IPv4",
+                at: crate::model::trigger_time::parse_rfc3339("2026-12-02T15:04:05Z").unwrap(),
+            }]
+        );
+        assert_eq!(
+            changed_objects(&after.cluster, &after.cluster.clone()),
+            ObjectChanges::default()
+        );
+    }
+
+    /// Without the annotation, a slice's trigger time is its file's
+    /// modification time: a changed file is a change made then.
+    #[test]
+    fn a_slice_without_the_annotation_is_timed_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slices.yaml");
+        std::fs::write(&file, slice("a-1", "a", "10.244.0.1").to_string()).unwrap();
+        let loaded = load_manifests(std::slice::from_ref(&file)).unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        assert_eq!(
+            loaded
+                .slice_trigger_times
+                .get(&ObjectRef::new("default", "a-1")),
+            Some(&modified)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
+use crate::model::trigger_time::TriggerTime;
 use crate::model::{ClusterState, ObjectRef};
 
 /// One change of a source's cluster state.
@@ -27,9 +28,15 @@ pub struct Change {
     /// When the source received it (the network-programming latency runs
     /// from here).
     pub received: Instant,
-    /// Whether an EndpointSlice (rather than a Service) changed: kube-proxy
-    /// counts the two kinds apart.
-    pub endpoints: bool,
+    /// EndpointSlice (and v1 Endpoints) objects changed: kube-proxy counts
+    /// them apart from Service changes.
+    pub endpoint_changes: usize,
+    /// Service objects changed.
+    pub service_changes: usize,
+    /// The `last-change-trigger-time` of each changed (not deleted)
+    /// EndpointSlice that has one: the network-programming latency runs
+    /// from these.
+    pub trigger_times: Vec<TriggerTime>,
     /// Whether the agent's own Node may be proxied to (`false` while it is
     /// being deleted), when this change says.
     pub node_eligible: Option<bool>,

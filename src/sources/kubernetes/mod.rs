@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use self::store::{Store, WatchEvent};
 use self::watch::{spawn_reachability_probe, spawn_watcher};
 use super::{Change, Source};
+use crate::model::trigger_time::{family_label, trigger_time, TriggerTime};
 use crate::model::ClusterState;
 use crate::ops::health::Health;
 
@@ -168,6 +169,17 @@ impl KubernetesSource {
     }
 }
 
+/// A created or updated slice's trigger time (kube-proxy ignores the
+/// annotation of a deleted slice: it is the time of the last update, not
+/// of the deletion).
+fn slice_trigger_time(slice: &EndpointSlice) -> Option<TriggerTime> {
+    Some(TriggerTime {
+        service: ClusterState::service_of_slice(slice)?,
+        family: family_label(&slice.address_type)?,
+        at: trigger_time(slice.metadata.annotations.as_ref())?,
+    })
+}
+
 impl Source for KubernetesSource {
     async fn next_change(&mut self) -> Option<Change> {
         let (received, event) = self.changes.recv().await?;
@@ -177,12 +189,24 @@ impl Source for KubernetesSource {
             }
             _ => None,
         };
-        let endpoints = matches!(event, WatchEvent::Slice(_));
+        let (endpoint_changes, service_changes) = match &event {
+            WatchEvent::Slice(_) => (1, 0),
+            WatchEvent::Service(_) => (0, 1),
+            WatchEvent::Node(_) => (0, 0),
+        };
+        let trigger_times = match &event {
+            WatchEvent::Slice(Event::Apply(slice) | Event::InitApply(slice)) => {
+                slice_trigger_time(slice).into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
         let services = self.store.apply(event);
         Some(Change {
             services,
             received,
-            endpoints,
+            endpoint_changes,
+            service_changes,
+            trigger_times,
             node_eligible,
         })
     }
