@@ -333,6 +333,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut observers = observers;
+    // --ip-family's, or a placeholder until the families are chosen.
     observers.set_ip_families(settings.ip_family);
     let start = |node| prepare_node(&settings, &options, node);
     run_with(source, start, &options, observers, shutdown).await
@@ -358,11 +359,15 @@ where
     if !source.ready() {
         info!(node = %options.node_name, "waiting for Services and EndpointSlices to be listed");
     }
+    // Without --ip-family the families come from the Node's addresses
+    // too (kube-proxy also waits for its Node before choosing).
     let waiting = |source: &S| {
-        !source.ready() || (options.wait_for_pod_cidrs && source.node_pod_cidrs().is_empty())
+        !source.ready()
+            || (options.wait_for_pod_cidrs && source.node_pod_cidrs().is_empty())
+            || (options.ip_family.is_none() && !source.node_listed())
     };
     if source.ready() && waiting(&source) {
-        info!(node = %options.node_name, "waiting for the Node's spec.podCIDRs (--detect-local-mode NodeCIDR)");
+        info!(node = %options.node_name, "waiting for the Node (its spec.podCIDRs for --detect-local-mode NodeCIDR, its addresses for the IP families)");
     }
     while waiting(&source) {
         tokio::select! {
@@ -385,6 +390,9 @@ where
         pod_cidrs: source.node_pod_cidrs(),
     })
     .await?;
+    // The families as chosen (without --ip-family, only now): the
+    // metrics' ip_family labels and the latencies kept.
+    observers.set_ip_families(engine.ip_family());
     engine.set_node_zone(source.node_zone());
     observers.starting();
     let report = engine

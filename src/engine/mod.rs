@@ -62,6 +62,7 @@ use crate::desired::health_check::HealthCheck;
 use crate::desired::node_addresses::nodeport_addresses;
 use crate::diff::{Draining, Ownership};
 use crate::model::node::is_ipv6_link_local;
+use crate::model::settings::IpFamilyMode;
 use crate::model::{
     ClusterState, LocalAddress, NodeContext, ObjectRef, ProxySettings, Table, KUBE_IPVS_INTERFACE,
 };
@@ -183,6 +184,11 @@ impl<K: Kernel> SyncEngine<K> {
     }
 
     /// The node's zone, as the desired state is computed with it.
+    /// The families this engine programs.
+    pub fn ip_family(&self) -> IpFamilyMode {
+        self.settings.ip_family
+    }
+
     pub fn node_zone(&self) -> Option<&str> {
         self.node.zone.as_deref()
     }

@@ -27,6 +27,7 @@
 
 use std::net::IpAddr;
 
+use super::node::is_ipv6_link_local;
 use super::settings::IpFamilyMode;
 
 /// The family choice and why, for the one log line at start.
@@ -57,7 +58,11 @@ pub fn choose_ip_family(
         explicit
             .iter()
             .chain(node_object)
-            .filter(|address| !address.is_unspecified())
+            // Loopback and IPv6 link-local addresses do not make a family:
+            // no pod or NodePort client reaches the node over them.
+            .filter(|address| {
+                !address.is_unspecified() && !address.is_loopback() && !is_ipv6_link_local(address)
+            })
     };
     let primary_ipv6 = known().next().is_some_and(IpAddr::is_ipv6);
     let has_v4 = known().any(IpAddr::is_ipv4);
@@ -112,6 +117,15 @@ mod tests {
         use IpFamilyMode::{Dual, Ipv4, Ipv6};
         let cases: &[Case] = &[
             ("nothing known", &[], &[], true, Ipv4, false, false),
+            (
+                "a link-local or loopback IPv6 address is no family",
+                &["192.168.50.11"],
+                &["fe80::1", "::1"],
+                true,
+                Ipv4,
+                false,
+                false,
+            ),
             (
                 "nothing known, no IPv6",
                 &[],

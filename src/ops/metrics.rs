@@ -303,9 +303,11 @@ fn record_kube_proxy_sync(report: &SyncReport, families: &[&'static str]) {
     for &family in families {
         histogram!("kubeproxy_sync_proxy_rules_duration_seconds", "ip_family" => family)
             .record(report.duration.as_secs_f64());
-        gauge!("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "ip_family" => family).set(now);
-        counter!("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", "ip_family" => family)
-            .increment(u64::from(report.netfilter.failed));
+        // kube-proxy sets it only after a sync whose rules were written.
+        if !report.netfilter.failed {
+            gauge!("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "ip_family" => family)
+                .set(now);
+        }
         gauge!("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
             "ip_family" => family, "traffic_policy" => "internal")
         .set(totals.no_local_internal as f64);
@@ -317,16 +319,20 @@ fn record_kube_proxy_sync(report: &SyncReport, families: &[&'static str]) {
                 .record(report.phases.conntrack.as_secs_f64());
         }
     }
-    // Deleted entries are counted once, under the first family: the
-    // agent's cleanup does not tell them apart by family, and adding them
-    // under both would count each entry twice.
-    if let Some(&family) = families.first() {
+    // A failed nftables transaction and the deleted conntrack entries are
+    // counted once, under the first family: one transaction covers both
+    // tables and the cleanup does not tell entries apart by family, so
+    // adding them under each family would count them twice in a sum.
+    for (index, &family) in families.iter().enumerate() {
+        let first = index == 0;
+        counter!("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", "ip_family" => family)
+            .increment(u64::from(first && report.netfilter.failed));
         counter!("kubeproxy_conntrack_reconciler_deleted_entries_total", "ip_family" => family)
-            .increment(report.conntrack.deleted as u64);
-    }
-    for &family in families.iter().skip(1) {
-        counter!("kubeproxy_conntrack_reconciler_deleted_entries_total", "ip_family" => family)
-            .increment(0);
+            .increment(if first {
+                report.conntrack.deleted as u64
+            } else {
+                0
+            });
     }
 }
 

@@ -60,6 +60,12 @@ pub trait Source {
     /// object's InternalIPs; none from files).
     fn node_addresses(&self) -> Vec<IpAddr>;
 
+    /// Whether the source has looked for the agent's Node (the API's
+    /// list of it is done; files are read whole, so always).
+    fn node_listed(&self) -> bool {
+        true
+    }
+
     /// The node's pod CIDRs as the source knows them (the Node object's
     /// `spec.podCIDRs`; none from files).
     fn node_pod_cidrs(&self) -> Vec<IpNetwork>;

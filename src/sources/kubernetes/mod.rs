@@ -223,6 +223,10 @@ impl Source for KubernetesSource {
         self.store.node_addresses.clone()
     }
 
+    fn node_listed(&self) -> bool {
+        self.store.node_listed()
+    }
+
     fn node_pod_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
         self.store.node_pod_cidrs.clone()
     }

@@ -61,6 +61,7 @@ pub struct Store {
     pub cluster: ClusterState,
     services_listed: bool,
     slices_listed: bool,
+    node_listed: bool,
     service_relist: Relist<(ObjectRef, PrunedService)>,
     slice_relist: Relist<(ObjectRef, Slice)>,
     pub node_addresses: Vec<IpAddr>,
@@ -77,10 +78,15 @@ impl Store {
             WatchEvent::Service(event) => self.apply_service(event),
             WatchEvent::Slice(event) => self.apply_slice(event),
             WatchEvent::Node(event) => {
-                if let Event::Apply(node) | Event::InitApply(node) = event {
-                    self.node_addresses = node_internal_addresses(&node);
-                    self.node_pod_cidrs = node_pod_cidrs(&node);
-                    self.node_zone = zone_of(node.metadata.labels.as_ref());
+                match event {
+                    Event::Apply(node) | Event::InitApply(node) => {
+                        self.node_addresses = node_internal_addresses(&node);
+                        self.node_pod_cidrs = node_pod_cidrs(&node);
+                        self.node_zone = zone_of(node.metadata.labels.as_ref());
+                    }
+                    // Listed: the Node is known, or known to be absent.
+                    Event::InitDone => self.node_listed = true,
+                    Event::Init | Event::Delete(_) => {}
                 }
                 BTreeSet::new()
             }
@@ -174,6 +180,12 @@ impl Store {
     pub fn ready(&self) -> bool {
         self.services_listed && self.slices_listed
     }
+
+    /// Whether the agent's Node has been listed (its addresses are then
+    /// what the API server says, possibly none).
+    pub fn node_listed(&self) -> bool {
+        self.node_listed
+    }
 }
 
 /// A Node's pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`); entries
@@ -244,6 +256,10 @@ mod tests {
             vec!["a"]
         );
         assert!(store.ready());
+        assert!(!store.node_listed(), "the Node is not listed yet");
+        store.apply(WatchEvent::Node(Event::Init));
+        store.apply(WatchEvent::Node(Event::InitDone));
+        assert!(store.node_listed(), "listed, even with no such Node");
 
         // A relist with the same objects touches nothing.
         store.apply(WatchEvent::Service(Event::Init));
