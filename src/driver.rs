@@ -91,7 +91,7 @@ pub enum RunError {
     FirstSync(#[from] SyncError),
     /// The node's primary family is IPv6 and the kernel has no IPv6
     /// (kube-proxy refuses to start too).
-    #[error("the node's primary address is IPv6 ({0}) but the kernel has no IPv6 in this network namespace; enable it or give --ip-family ipv4")]
+    #[error("the node's primary address is IPv6 ({0}) but the kernel has no IPv6 in this network namespace; enable IPv6 there, or give --ip-family for a family the node has")]
     PrimaryFamilyUnsupported(String),
 }
 
@@ -128,7 +128,7 @@ pub async fn prepare_node(
         settings.ip_family =
             automatic_ip_family(&options.node_addresses, &node.node_object_addresses)?;
     } else {
-        info!(ip_family = ?settings.ip_family, "IP families: as --ip-family says");
+        info!(ip_family = %settings.ip_family, "IP families: as --ip-family says");
     }
     let primary_addresses = node.primary_addresses;
     // IPVS first: asking the kernel for it loads ip_vs when needed, and
@@ -180,7 +180,7 @@ fn automatic_ip_family(
         return Err(RunError::PrimaryFamilyUnsupported(primary));
     }
     info!(
-        ip_family = ?choice.mode,
+        ip_family = %choice.mode,
         primary = if choice.primary_ipv6 { "IPv6" } else { "IPv4" },
         kernel_ipv6,
         node_addresses = ?explicit,

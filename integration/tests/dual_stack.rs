@@ -87,7 +87,7 @@ fn agents_choose_both_families_without_the_flag() {
             .collect();
         assert_eq!(chosen.len(), 1, "{}: one choice logged:\n{log}", agent.node);
         assert!(
-            chosen[0].contains("ip_family=Dual"),
+            chosen[0].contains("ip_family=dual"),
             "{}: {}",
             agent.node,
             chosen[0]

@@ -21,6 +21,17 @@ pub enum IpFamilyMode {
     Dual,
 }
 
+/// As `--ip-family` spells it (`ipv4`, `ipv6`, `dual`).
+impl std::fmt::Display for IpFamilyMode {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            IpFamilyMode::Ipv4 => "ipv4",
+            IpFamilyMode::Ipv6 => "ipv6",
+            IpFamilyMode::Dual => "dual",
+        })
+    }
+}
+
 impl IpFamilyMode {
     /// Whether addresses of `address`'s family are programmed.
     pub fn includes(self, address: &IpAddr) -> bool {

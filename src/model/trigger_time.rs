@@ -2,10 +2,12 @@
 //! `endpoints.kubernetes.io/last-change-trigger-time` annotation (RFC 3339,
 //! written by the EndpointSlice controller: when the Pod or Service change
 //! that led to this slice happened). Both sources read it with this
-//! module (the sources yield [`TriggerTime`]s, the observers measure them); a slice
-//! without it (or with a value that does not parse) has no latency, as in
-//! kube-proxy (`getLastChangeTriggerTime` returns the zero time and the
-//! change tracker skips it).
+//! module (the sources yield [`TriggerTime`]s, the observers measure them).
+//! From the API server, a slice without it (or with a value that does not
+//! parse) has no latency, as in kube-proxy (`getLastChangeTriggerTime`
+//! returns the zero time and the change tracker skips it); the manifest
+//! source falls back to the file's modification time (the agent's own:
+//! a file edit is the change there).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -41,15 +41,20 @@ fn is_missing(error: &io::Error) -> bool {
 
 /// Reads IPv6 support under `proc_root` (`/proc`; a folder in tests).
 pub fn ipv6_support(proc_root: &Path) -> io::Result<Ipv6Support> {
-    match std::fs::metadata(proc_root.join("net/if_inet6")) {
+    // The error names the file (the caller logs it as it is).
+    let naming = |path: &Path, error: io::Error| {
+        io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+    };
+    let if_inet6 = proc_root.join("net/if_inet6");
+    match std::fs::metadata(&if_inet6) {
         Err(error) if is_missing(&error) => return Ok(Ipv6Support::Absent),
-        Err(error) => return Err(error),
+        Err(error) => return Err(naming(&if_inet6, error)),
         Ok(_) => {}
     }
     let disable = proc_root.join("sys/net/ipv6/conf/all/disable_ipv6");
     match std::fs::read_to_string(&disable) {
         Err(error) if is_missing(&error) => Ok(Ipv6Support::Absent),
-        Err(error) => Err(error),
+        Err(error) => Err(naming(&disable, error)),
         Ok(text) => match text.trim() {
             "0" => Ok(Ipv6Support::Enabled),
             "1" => Ok(Ipv6Support::Disabled),
