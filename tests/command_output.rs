@@ -6,21 +6,26 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+/// `ipvs-agent plan` of the examples, `ipvsadm -Sn`-shaped.
+fn plan_examples() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ipvs-agent"));
+    command.args([
+        "plan",
+        "--manifests",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+        "--node-name",
+        "node1",
+        "--node-ip",
+        "192.168.122.10",
+        "--output",
+        "save",
+    ]);
+    command
+}
+
 #[test]
 fn plan_into_a_closed_pipe_ends_quietly() {
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ipvs-agent"))
-        .args([
-            "plan",
-            "--manifests",
-            examples,
-            "--node-name",
-            "node1",
-            "--node-ip",
-            "192.168.122.10",
-            "--output",
-            "save",
-        ])
+    let mut child = plan_examples()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -43,21 +48,7 @@ fn plan_into_a_closed_pipe_ends_quietly() {
 
 #[test]
 fn plan_prints_the_whole_table_into_an_open_pipe() {
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let output = Command::new(env!("CARGO_BIN_EXE_ipvs-agent"))
-        .args([
-            "plan",
-            "--manifests",
-            examples,
-            "--node-name",
-            "node1",
-            "--node-ip",
-            "192.168.122.10",
-            "--output",
-            "save",
-        ])
-        .output()
-        .expect("run ipvs-agent plan");
+    let output = plan_examples().output().expect("run ipvs-agent plan");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("-A -t 10.1.115.75:80 -s rr\n"),

@@ -45,6 +45,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::agent::agent_binary;
@@ -564,6 +565,19 @@ pub struct Cluster {
     /// Kills what the cluster started once the test process is gone (a
     /// cluster kept in a `static` is never dropped).
     watchdog: Option<Child>,
+}
+
+/// A test binary's one cluster, built by `build` on first use and lent
+/// to its tests one at a time. A failed test panics while holding the
+/// lock; tests leave the cluster as they found it, so the next one may
+/// use it.
+pub fn shared(
+    cell: &'static OnceLock<Mutex<Cluster>>,
+    build: fn() -> Cluster,
+) -> MutexGuard<'static, Cluster> {
+    cell.get_or_init(|| Mutex::new(build()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Cluster {

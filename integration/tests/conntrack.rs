@@ -32,7 +32,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use integration::cluster::{run_in, Cluster, Node, Protocol, CLUSTER_CIDR, OUTSIDE, PYTHON};
+use integration::cluster::{
+    run_in, shared, Cluster, Node, Protocol, CLUSTER_CIDR, OUTSIDE, PYTHON,
+};
 
 /// Non-default conntrack settings, read back by `conntrack_sysctls_read_back`.
 const SYSCTL_ARGS: &[&str] = &[
@@ -85,10 +87,7 @@ fn service(name: &str, cluster_ip: &str, node_port: Option<u16>, endpoints: &[&s
 
 fn cluster() -> MutexGuard<'static, Cluster> {
     static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| Mutex::new(build()))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared(&CLUSTER, build)
 }
 
 fn build() -> Cluster {

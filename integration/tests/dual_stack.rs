@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use integration::cluster::{
-    exec_in, Answer, Cluster, Node, Protocol, CLUSTER_CIDR, CLUSTER_CIDR6, OUTSIDE,
+    exec_in, shared, Answer, Cluster, Node, Protocol, CLUSTER_CIDR, CLUSTER_CIDR6, OUTSIDE,
 };
 
 /// Per step (connect, each receive) of one request.
@@ -28,10 +28,7 @@ const POD_B: &str = "pod-b";
 
 fn cluster() -> MutexGuard<'static, Cluster> {
     static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| Mutex::new(build()))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared(&CLUSTER, build)
 }
 
 fn build() -> Cluster {

@@ -82,6 +82,26 @@ fn http(url: &str) -> (u16, String, String) {
     )
 }
 
+/// The metrics page once it has an IPv4 network programming sample
+/// (`what` names the wait in its timeout message).
+fn wait_for_programming_sample(what: &str) -> String {
+    wait_until(
+        what,
+        SYNC_TIMEOUT,
+        || {
+            let page = metrics_page();
+            value(
+                &page,
+                "kubeproxy_network_programming_duration_seconds_count",
+                &[("ip_family", "IPv4")],
+            )
+            .filter(|count| *count >= 1.0)
+            .map(|_| page)
+        },
+        metrics_page,
+    )
+}
+
 fn metrics_page() -> String {
     http(&format!("http://{METRICS}/metrics")).2
 }
@@ -327,21 +347,7 @@ fn every_kube_proxy_metric_is_exported_as_kube_proxy_exports_it() {
     std::thread::sleep(Duration::from_millis(1100));
     let trigger = rfc3339_now();
     standin.apply(&slice("km-a", "10.244.70.2", Some(&trigger)));
-    let page = wait_until(
-        "a network programming sample",
-        SYNC_TIMEOUT,
-        || {
-            let page = metrics_page();
-            value(
-                &page,
-                "kubeproxy_network_programming_duration_seconds_count",
-                &[("ip_family", "IPv4")],
-            )
-            .filter(|count| *count >= 1.0)
-            .map(|_| page)
-        },
-        metrics_page,
-    );
+    let page = wait_for_programming_sample("a network programming sample");
     let problems = check_against_list(&page);
     assert!(
         problems.is_empty(),
@@ -448,21 +454,7 @@ fn manifests_changes_are_counted_and_timed() {
             slice("km-f", "10.244.71.2", None),
         ],
     );
-    let page = wait_until(
-        "a network programming sample in file mode",
-        SYNC_TIMEOUT,
-        || {
-            let page = metrics_page();
-            value(
-                &page,
-                "kubeproxy_network_programming_duration_seconds_count",
-                &[("ip_family", "IPv4")],
-            )
-            .filter(|count| *count >= 1.0)
-            .map(|_| page)
-        },
-        metrics_page,
-    );
+    let page = wait_for_programming_sample("a network programming sample in file mode");
     assert_eq!(
         value(
             &page,

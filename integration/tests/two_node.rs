@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use integration::cluster::{Answer, Cluster, Node, Protocol, CLUSTER_CIDR, OUTSIDE, OUTSIDE_IP};
+use integration::cluster::{
+    shared, Answer, Cluster, Node, Protocol, CLUSTER_CIDR, OUTSIDE, OUTSIDE_IP,
+};
 use integration::example;
 
 /// The agents' extra flags (both nodes).
@@ -33,12 +35,7 @@ const CLIENT2: &str = "10.244.2.10";
 /// The shared cluster, built on first use.
 fn cluster() -> MutexGuard<'static, Cluster> {
     static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| Mutex::new(build()))
-        .lock()
-        // A failed test panics while holding the lock; the cluster is
-        // unchanged by tests, so the next one may use it.
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared(&CLUSTER, build)
 }
 
 fn build() -> Cluster {
