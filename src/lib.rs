@@ -38,6 +38,9 @@
 //!   `kube-ipvs0` and its addresses, sysctls, its nftables tables.
 //! - [`config`]: kube-proxy's `KubeProxyConfiguration`, decoded,
 //!   defaulted and validated as kube-proxy does.
+//! - [`invariants`]: what every desired state must satisfy whatever the
+//!   objects (the fuzz targets' and tests' checker); reads `desired` and
+//!   `diff`'s ownership rules.
 //! - The command line lives in the binary (`src/main.rs` and its
 //!   `src/cli/`): kube-proxy's flags (no subcommand means `run`), the
 //!   agent's own, and their resolution into the plain values the library's
@@ -58,6 +61,7 @@ pub mod desired;
 pub mod diff;
 pub mod driver;
 pub mod engine;
+pub mod invariants;
 pub mod model;
 pub mod ops;
 pub mod sources;

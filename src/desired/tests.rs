@@ -771,21 +771,76 @@ fn client_ip_affinity_makes_every_virtual_server_persistent() {
 
 #[test]
 fn externalips_bound_unless_held_by_another_interface() {
-    let spec = json!({"clusterIP": "10.96.0.10", "externalIPs": ["203.0.113.7", "10.0.0.5"], "ports": [{"name": "http", "port": 80}]});
+    // 10.0.0.5 is eth1's: not bound on kube-ipvs0 (nor in the VIP filter).
+    // The agent owns a virtual server on a node address only inside the
+    // NodePort range, so port 80 there is refused (once the Service went,
+    // it could never be deleted: the fuzz target desired_state found it),
+    // port 30080 is programmed.
+    let spec = json!({"clusterIP": "10.96.0.10", "externalIPs": ["203.0.113.7", "10.0.0.5"],
+        "ports": [{"name": "http", "port": 80}, {"name": "alt", "port": 30080}]});
     let desired = compute(
         &cluster_of(service(spec), vec![]),
         &ProxySettings::default(),
     );
-    assert!(
-        desired
-            .table
-            .contains_key(&IpvsServiceKey::tcp(ip("10.0.0.5"), 80)),
-        "still a virtual server"
-    );
+    assert!(!desired
+        .table
+        .contains_key(&IpvsServiceKey::tcp(ip("10.0.0.5"), 80)));
+    assert!(desired
+        .table
+        .contains_key(&IpvsServiceKey::tcp(ip("10.0.0.5"), 30080)));
+    assert!(desired
+        .table
+        .contains_key(&IpvsServiceKey::tcp(ip("203.0.113.7"), 80)));
     assert_eq!(
         desired.bound_addresses,
         [ip("10.96.0.10"), ip("203.0.113.7")].into(),
         "10.0.0.5 is eth1's"
+    );
+    let problems: Vec<String> = desired.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        ["Service default/web: spec.ports[0].port: 10.0.0.5 is this node's own address (on eth1); \
+          a virtual server on it at port 80, outside the NodePort range 30000-32767 \
+          (--service-node-port-range), could not be told from another tool's, so it is not \
+          programmed on this node"]
+    );
+}
+
+#[test]
+fn node_ports_outside_the_node_port_range_are_refused() {
+    // The agent owns node-address virtual servers by the range; the fuzz
+    // target manifest found one outside it that would have leaked.
+    let spec = json!({"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [
+        {"name": "a", "port": 80, "nodePort": 30080},
+        {"name": "b", "port": 81, "nodePort": 33235},
+    ]});
+    let desired = compute(
+        &cluster_of(service(spec), vec![]),
+        &ProxySettings::default(),
+    );
+    let node_ports: Vec<u16> = desired
+        .table
+        .keys()
+        .filter_map(|key| match key {
+            IpvsServiceKey::Inet { address, port, .. } if *address != ip("10.96.0.10") => {
+                Some(*port)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        node_ports.iter().all(|port| *port == 30080),
+        "{node_ports:?}"
+    );
+    assert!(!node_ports.is_empty());
+    let problems: Vec<String> = desired.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "Service default/web: spec.ports[1].nodePort: 33235 is outside the NodePort range \
+          30000-32767 (--service-node-port-range, which must match the API server's); not \
+          programmed"
+        ]
     );
 }
 

@@ -274,7 +274,7 @@ fn build(
             );
             continue;
         };
-        let node_port = node_port(index, port, spec, &addresses, problems);
+        let node_port = node_port(index, port, spec, &addresses, settings, problems);
         let mut virtual_servers: Vec<(IpvsServiceKey, Traffic)> = Vec::new();
         let key = |address: IpAddr, port: u16| IpvsServiceKey::Inet {
             protocol: ipvs_protocol,
@@ -287,13 +287,34 @@ fn build(
                 .iter()
                 .map(|ip| (key(*ip, service_port), Traffic::Internal)),
         );
-        virtual_servers.extend(
-            addresses
-                .external_ips
-                .iter()
-                .chain(&addresses.load_balancer_ips)
-                .map(|ip| (key(*ip, service_port), Traffic::External)),
-        );
+        for ip in addresses
+            .external_ips
+            .iter()
+            .chain(&addresses.load_balancer_ips)
+        {
+            // On an address another interface of the node holds, the
+            // virtual server is not bound on kube-ipvs0 (and so not in the
+            // VIP filter, which would close the node's other ports): the
+            // agent can tell it is its own only by the NodePort range.
+            if let Some(interface) = held_elsewhere(node, ip) {
+                if !settings.node_port_range.contains(&service_port) {
+                    problems.add(
+                        format!("spec.ports[{index}].port"),
+                        format!(
+                            "{} is this node's own address (on {interface}); a virtual server \
+                             on it at port {service_port}, outside the NodePort range {}-{} \
+                             (--service-node-port-range), could not be told from another \
+                             tool's, so it is not programmed on this node",
+                            ip,
+                            settings.node_port_range.start(),
+                            settings.node_port_range.end()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            virtual_servers.push((key(*ip, service_port), Traffic::External));
+        }
         sets.add_port(
             ipvs_protocol,
             service_port,
@@ -457,6 +478,7 @@ fn node_port(
     port: &PrunedServicePort,
     spec: &PrunedServiceSpec,
     addresses: &ServiceAddresses,
+    settings: &ProxySettings,
     problems: &mut Problems<'_>,
 ) -> Option<u16> {
     if addresses.service_type == "ClusterIP" {
@@ -465,14 +487,29 @@ fn node_port(
     let allocates_node_ports = spec.allocate_load_balancer_node_ports != Some(false);
     match port.node_port {
         Some(value) => {
-            let number = port_number(value);
-            if number.is_none() {
+            let Some(number) = port_number(value) else {
                 problems.add(
                     format!("spec.ports[{index}].nodePort"),
                     format!("{value} is not a port number (1-65535)"),
                 );
+                return None;
+            };
+            if !settings.node_port_range.contains(&number) {
+                // The agent owns node-address virtual servers by this
+                // range: one outside it could never be deleted again.
+                problems.add(
+                    format!("spec.ports[{index}].nodePort"),
+                    format!(
+                        "{number} is outside the NodePort range {}-{} \
+                         (--service-node-port-range, which must match the API server's); \
+                         not programmed",
+                        settings.node_port_range.start(),
+                        settings.node_port_range.end()
+                    ),
+                );
+                return None;
             }
-            number
+            Some(number)
         }
         None if addresses.service_type == "LoadBalancer" && !allocates_node_ports => None,
         None => {
@@ -612,11 +649,6 @@ fn add_virtual_servers(
 /// The addresses a Service needs on `kube-ipvs0`: its ClusterIPs, and its
 /// external and LoadBalancer IPs unless another interface holds them.
 fn bound_addresses(addresses: &ServiceAddresses, node: &NodeContext) -> BTreeSet<IpAddr> {
-    let held_elsewhere = |address: &IpAddr| {
-        node.local_addresses
-            .iter()
-            .any(|local| local.address == *address && local.interface != KUBE_IPVS_INTERFACE)
-    };
     addresses
         .cluster_ips
         .iter()
@@ -625,8 +657,17 @@ fn bound_addresses(addresses: &ServiceAddresses, node: &NodeContext) -> BTreeSet
                 .external_ips
                 .iter()
                 .chain(&addresses.load_balancer_ips)
-                .filter(|address| !held_elsewhere(address)),
+                .filter(|address| held_elsewhere(node, address).is_none()),
         )
         .copied()
         .collect()
+}
+
+/// The interface other than `kube-ipvs0` that holds `address` on the
+/// node, if one does.
+fn held_elsewhere<'n>(node: &'n NodeContext, address: &IpAddr) -> Option<&'n str> {
+    node.local_addresses
+        .iter()
+        .find(|local| local.address == *address && local.interface != KUBE_IPVS_INTERFACE)
+        .map(|local| local.interface.as_str())
 }

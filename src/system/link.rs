@@ -286,7 +286,7 @@ impl LinkManager {
 
 /// The address of an address message: `IFA_LOCAL` when present (the
 /// interface's own address on point-to-point links), else `IFA_ADDRESS`.
-fn address_of(message: &AddressMessage) -> Option<IpAddr> {
+pub fn address_of(message: &AddressMessage) -> Option<IpAddr> {
     let local = message
         .attributes
         .iter()

@@ -27,6 +27,11 @@ use crate::model::netfilter::NetfilterFamily;
 
 /// `CTA_ZONE` (include/uapi/linux/netfilter/nfnetlink_conntrack.h).
 const CTA_ZONE: u16 = 18;
+/// `NFNL_SUBSYS_CTNETLINK`: the high byte of a ctnetlink message's type.
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+/// `NLMSG_MIN_TYPE`: types below are netlink's own (noop, error, done,
+/// overrun).
+const NLMSG_MIN_TYPE: u16 = 0x10;
 /// `NFNETLINK_V0`.
 const NFNETLINK_V0: u8 = 0;
 
@@ -220,11 +225,26 @@ pub fn parse_datagram(bytes: &[u8]) -> Result<Datagram, String> {
                 bytes.len()
             ));
         }
+        // Only ctnetlink messages (and the netlink control messages) go to
+        // the decoder: netlink-packet-netfilter 0.4's nf_tables decoder
+        // panics on some malformed attributes (found by the fuzz target
+        // conntrack_reply), and a conntrack dump holds none of them.
+        let kind = u16::from_ne_bytes([bytes[at + 4], bytes[at + 5]]);
+        if kind >> 8 != NFNL_SUBSYS_CTNETLINK && kind >= NLMSG_MIN_TYPE {
+            datagram.skipped += 1;
+            at += (length + 3) & !3;
+            continue;
+        }
         match NetlinkMessage::<NetfilterMessage>::deserialize(&bytes[at..at + length]) {
             Ok(message) => match message.payload {
                 NetlinkPayload::Done(_) => datagram.end = Some(0),
                 NetlinkPayload::Error(error) => {
-                    datagram.end = Some(error.code.map(|code| -code.get()).unwrap_or(0));
+                    datagram.end = Some(
+                        error
+                            .code
+                            .map(|code| code.get().saturating_neg())
+                            .unwrap_or(0),
+                    );
                 }
                 NetlinkPayload::InnerMessage(NetfilterMessage {
                     inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attributes)),

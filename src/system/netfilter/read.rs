@@ -169,7 +169,7 @@ pub fn parse_datagram(bytes: &[u8]) -> Result<Datagram, NetfilterError> {
                     .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
                     .unwrap_or(0);
                 if code != 0 {
-                    datagram.end = Some(-code);
+                    datagram.end = Some(code.saturating_neg());
                 } else if datagram.end.is_none() {
                     // The ACK of a request that was not a dump.
                     datagram.end = Some(0);
@@ -687,5 +687,20 @@ mod tests {
         let refused = message(NLMSG_ERROR, &(-2i32).to_ne_bytes());
         assert_eq!(parse_datagram(&refused).unwrap().end, Some(2));
         assert!(parse_datagram(&[200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    /// Found by the fuzz target nftables_reply: an error message whose
+    /// code is i32::MIN overflowed the negation (a panic in debug builds).
+    #[test]
+    fn an_error_code_of_i32_min_is_no_overflow() {
+        let crash = [
+            0x24, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x52, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00,
+            0x11, 0x00, 0xff, 0x00, 0x00, 0x40, 0x00, 0xf5, 0x65, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x0a, 0xfe, 0x06, 0xff, 0x08, 0x00, 0x01, 0x00, 0xff, 0xff,
+        ];
+        // The error message alone; the whole input also has a broken one.
+        assert_eq!(parse_datagram(&crash[..36]).unwrap().end, Some(i32::MAX));
+        assert!(parse_datagram(&crash).is_err());
     }
 }
