@@ -2,7 +2,8 @@
 //! process for the guest tests: started on a free loopback port with a
 //! kubeconfig pointing at it, then driven as a controller would drive the
 //! API (create/replace/delete JSON objects over HTTP) and through its test
-//! controls (cut watches, go down, compact, bulk load). Requests go
+//! controls (cut watches, go down or fail with a status, compact, store
+//! an object as it is, bulk load). Requests go
 //! through `curl`, which the guest has.
 
 use std::io::{BufRead, BufReader};
@@ -160,6 +161,13 @@ impl Standin {
         let answer = self.request("POST", &format!("/standin/{control}"), None);
         assert_eq!(answer.code, 200, "control {control}: {}", answer.body);
         answer.body
+    }
+
+    /// Stores `object` as it is, decoded as its kind or not (the `raw`
+    /// control: created, or replaced when it exists).
+    pub fn store_raw(&self, object: &Value) {
+        let answer = self.request("POST", "/standin/raw", Some(&object.to_string()));
+        assert_eq!(answer.code, 200, "raw: {}", answer.body);
     }
 
     /// Creates every object of a multi-document YAML text at once.

@@ -1,6 +1,6 @@
 //! HTTP routing and the API's handlers: every request comes to
 //! [`handle`], which sends `/standin/` to the test controls, answers 503
-//! while the stand-in is down, serves `/version` and the health checks,
+//! while the stand-in is down (or the `fail` control's status), serves `/version` and the health checks,
 //! and routes resource paths by method to get, list, watch, create,
 //! update (PUT), patch and delete.
 
@@ -44,12 +44,8 @@ async fn handle(
     if let Some(control) = path.strip_prefix("/standin/") {
         return control::handle_control(&app, control, &query, &body);
     }
-    if control::is_down(&app) {
-        return status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the stand-in is down (test control)",
-        );
+    if let Some(failure) = control::failure(&app) {
+        return failure;
     }
     if let Some(response) = server_info(&path) {
         return response;

@@ -1,7 +1,8 @@
 //! The test controls, `POST /standin/<control>` (never used by the
-//! agent): cut the watches, compact the history, go down for a while,
-//! load manifests, tell the revision; and loading manifests, which
-//! `--load` shares.
+//! agent): cut the watches, compact the history, go down (503) or fail
+//! with any status for a while, store an object as it is (`raw`), load
+//! manifests, tell the revision; and loading manifests, which `--load`
+//! shares.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,8 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::reply::{ok_json, status};
 use crate::resource::{object_name, object_namespace, Resource};
-use crate::store::App;
+use crate::store::{App, Failure};
 
 pub(crate) fn handle_control(
     app: &App,
@@ -42,15 +44,32 @@ pub(crate) fn handle_control(
                 .into_response()
         }
         "down" => {
-            let seconds: u64 = query
-                .get("seconds")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(10);
-            *app.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Instant::now() + Duration::from_secs(seconds));
-            cut_watches(app);
+            let seconds = seconds_of(query);
+            fail_for(app, StatusCode::SERVICE_UNAVAILABLE, seconds);
             (StatusCode::OK, format!("down for {seconds} s\n")).into_response()
         }
+        "fail" => {
+            let code = query
+                .get("status")
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|code| (400..=599).contains(code))
+                .and_then(|code| StatusCode::from_u16(code).ok());
+            let Some(code) = code else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "fail: status must be an error code (400-599)\n",
+                )
+                    .into_response();
+            };
+            let seconds = seconds_of(query);
+            fail_for(app, code, seconds);
+            (
+                StatusCode::OK,
+                format!("failing with {} for {seconds} s\n", code.as_u16()),
+            )
+                .into_response()
+        }
+        "raw" => raw(app, body),
         "revision" => {
             let store = app.store();
             (StatusCode::OK, format!("{}\n", store.revision())).into_response()
@@ -64,17 +83,72 @@ fn cut_watches(app: &App) {
     app.cuts.send_modify(|generation| *generation += 1);
 }
 
-/// Whether the `down` control's time is running (once it is over, it is
-/// forgotten).
-pub(crate) fn is_down(app: &App) -> bool {
-    let mut down = app.down_until.lock().unwrap_or_else(|e| e.into_inner());
-    match *down {
-        Some(until) if Instant::now() < until => true,
-        Some(_) => {
-            *down = None;
-            false
+/// The `seconds` of a control's query (default 10).
+fn seconds_of(query: &HashMap<String, String>) -> u64 {
+    query
+        .get("seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Makes every API request fail with `code` for `seconds`, cutting the
+/// open watches first (as a restarting or failing API server does).
+fn fail_for(app: &App, code: StatusCode, seconds: u64) {
+    *app.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(Failure {
+        until: Instant::now() + Duration::from_secs(seconds),
+        code,
+    });
+    cut_watches(app);
+}
+
+/// The answer every API request gets while the `down` or `fail` control's
+/// time runs: a `Status` with the code's reason (once the time is over,
+/// it is forgotten).
+pub(crate) fn failure(app: &App) -> Option<Response> {
+    let mut failing = app.failing.lock().unwrap_or_else(|e| e.into_inner());
+    match *failing {
+        Some(Failure { until, code }) if Instant::now() < until => {
+            let reason = match code.as_u16() {
+                500 => "InternalError",
+                503 => "ServiceUnavailable",
+                504 => "Timeout",
+                429 => "TooManyRequests",
+                _ => "Unknown",
+            };
+            Some(status(
+                code,
+                reason,
+                format!("the stand-in answers {} (test control)", code.as_u16()),
+            ))
         }
-        None => false,
+        Some(_) => {
+            *failing = None;
+            None
+        }
+        None => None,
+    }
+}
+
+/// The `raw` control: stores the JSON object of the body as it is (its
+/// `kind` says where), without checking that it decodes as its type, so
+/// that lists and watches serve an object a real API server would refuse.
+fn raw(app: &App, body: &[u8]) -> Response {
+    let object: Value = match serde_json::from_slice(body) {
+        Ok(object) => object,
+        Err(error) => {
+            return (StatusCode::BAD_REQUEST, format!("raw: not JSON: {error}\n")).into_response()
+        }
+    };
+    let Some(resource) = object["kind"].as_str().and_then(Resource::from_kind) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "raw: the object's kind is not one the stand-in serves\n",
+        )
+            .into_response();
+    };
+    match app.store_raw(resource, object) {
+        Ok(stored) => ok_json(StatusCode::OK, &stored),
+        Err(response) => response,
     }
 }
 

@@ -33,6 +33,11 @@
 //! `/standin/compact` (forgets the history: older versions get 410),
 //! `/standin/down?seconds=N` (cuts the watches and answers every API
 //! request with 503 for N seconds, then serves the same state again),
+//! `/standin/fail?status=CODE&seconds=N` (the same with any error code,
+//! e.g. 500, and its `Status` reason), `/standin/raw` (stores the JSON
+//! object of the body as it is, created or replaced, without checking it
+//! decodes as its kind: a Service whose `spec.ports` is a string is then
+//! listed and watched like any other),
 //! `/standin/load` (creates every object of the multi-document YAML body
 //! at once, as `--load` does at start), `/standin/revision` (the current
 //! resourceVersion).

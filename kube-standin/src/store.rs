@@ -84,7 +84,16 @@ pub(crate) struct Shared {
     changes: broadcast::Sender<Change>,
     /// Bumped to cut every open watch.
     pub(crate) cuts: tokio::sync::watch::Sender<u64>,
-    pub(crate) down_until: Mutex<Option<Instant>>,
+    /// While set and not over, every API request (not the controls) is
+    /// answered with this failure (the `down` and `fail` controls).
+    pub(crate) failing: Mutex<Option<Failure>>,
+}
+
+/// A time during which every API request fails with one status code.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failure {
+    pub(crate) until: Instant,
+    pub(crate) code: StatusCode,
 }
 
 pub(crate) type App = Arc<Shared>;
@@ -97,7 +106,7 @@ impl Shared {
             store: Mutex::new(Store::default()),
             changes,
             cuts,
-            down_until: Mutex::new(None),
+            failing: Mutex::new(None),
         }
     }
 
@@ -246,6 +255,32 @@ impl Shared {
             ));
         }
         self.commit(&mut store, key, Write::Modify(object))
+            .ok_or_else(|| not_found(resource, &name))
+    }
+
+    /// Stores `object` (of `resource`, in its own namespace, else
+    /// `default`) as it is, decoded as its type or not: created (`ADDED`)
+    /// or replaced (`MODIFIED`, no resourceVersion check). The `raw`
+    /// control, for objects a real API server would refuse.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn store_raw(&self, resource: Resource, object: Value) -> Result<Value, Response> {
+        let name = object_name(&object);
+        if !object.is_object() || name.is_empty() {
+            return Err(status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "raw: the body must be an object with metadata.name",
+            ));
+        }
+        let namespace = namespace_of_new(resource, None, &object)?;
+        let key = (resource, namespace, name.clone());
+        let mut store = self.store();
+        let write = if store.objects.contains_key(&key) {
+            Write::Modify(object)
+        } else {
+            Write::Add(object)
+        };
+        self.commit(&mut store, key, write)
             .ok_or_else(|| not_found(resource, &name))
     }
 

@@ -334,3 +334,146 @@ async fn lists_come_in_pages_with_continue_tokens() {
     }
     assert_eq!(listed, ["x", "y", "p", "q", "z"]);
 }
+
+/// POSTs `body` to a control; its status code and body.
+fn post(url: &str, control: &str, body: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-w", "\n%{http_code}"])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("{url}/standin/{control}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[tokio::test]
+async fn fail_answers_its_status_with_a_status_body_then_recovers() {
+    let standin = Standin::start();
+    let services: Api<Service> = Api::namespaced(standin.client(), "default");
+    services
+        .create(&PostParams::default(), &service("web", "10.96.0.10"))
+        .await
+        .unwrap();
+    let mut stream = watcher::watcher(
+        Api::<Service>::all(standin.client()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    for _ in 0..3 {
+        next(&mut stream).await;
+    }
+    standin.control("fail?status=500&seconds=2");
+    // The open watch is cut, and every request answers 500 with a Status.
+    let cut = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the watch ends or fails within 5 s");
+    assert!(!matches!(cut, Some(Ok(Event::Apply(_)))), "{cut:?}");
+    let error = services.get("web").await.expect_err("500 while failing");
+    match error {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 500, "{status:?}");
+            assert_eq!(status.reason, "InternalError", "{status:?}");
+        }
+        other => panic!("not an API status: {other}"),
+    }
+    assert!(standin.client().apiserver_version().await.is_err());
+    // Controls still answer; a status that is no error code is refused.
+    assert_eq!(post(&standin.url, "fail?status=200", "").0, 400);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        services
+            .get("web")
+            .await
+            .expect("back")
+            .metadata
+            .name
+            .as_deref(),
+        Some("web")
+    );
+}
+
+#[tokio::test]
+async fn raw_objects_are_served_as_stored_and_fail_a_typed_list() {
+    let standin = Standin::start();
+    let client = standin.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(&PostParams::default(), &service("good", "10.96.0.10"))
+        .await
+        .unwrap();
+    let bad = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.11", "ports": [{"port": "abc"}]}});
+    let (code, body) = post(&standin.url, "raw", &bad.to_string());
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"resourceVersion\":\"2\""), "{body}");
+    // Not an object with a name, or a kind not served: refused.
+    assert_eq!(post(&standin.url, "raw", "[1]").0, 400);
+    assert_eq!(
+        post(
+            &standin.url,
+            "raw",
+            r#"{"kind": "Pod", "metadata": {"name": "p"}}"#
+        )
+        .0,
+        400
+    );
+
+    // As stored, in a list (untyped) ...
+    let untyped: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::erase::<Service>(&()),
+    );
+    let listed = untyped.list(&ListParams::default()).await.expect("list");
+    assert_eq!(listed.items.len(), 2);
+    assert_eq!(
+        listed.items[0].data["spec"]["ports"][0]["port"],
+        json!("abc")
+    );
+    // ... but one bad item fails the typed list as a whole: a typed
+    // watcher retries forever and sees no other object.
+    let typed = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect_err("the typed list does not decode");
+    assert!(typed.to_string().contains("invalid type"), "{typed}");
+    let mut stream = watcher::watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let mut errors = 0;
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+            Ok(Some(Err(_))) => errors += 1,
+            Ok(Some(Ok(Event::Init))) => {}
+            other => panic!("the typed watcher got past the bad item: {other:?}"),
+        }
+    }
+    assert!(errors >= 5, "{errors} errors in 10 events");
+
+    // Replaced as it is: a watch sees it as MODIFIED.
+    let mut fixed = bad.clone();
+    fixed["spec"]["ports"] = json!("not a list");
+    let (code, body) = post(&standin.url, "raw", &fixed.to_string());
+    assert_eq!(code, 200, "{body}");
+    let got = untyped.get("bad").await;
+    assert!(got.is_err(), "a namespaced get needs a namespaced Api");
+    let got = Api::<kube::api::DynamicObject>::namespaced_with(
+        client,
+        "default",
+        &kube::api::ApiResource::erase::<Service>(&()),
+    )
+    .get("bad")
+    .await
+    .expect("get");
+    assert_eq!(got.data["spec"]["ports"], json!("not a list"));
+    assert_eq!(got.metadata.resource_version.as_deref(), Some("3"));
+}
