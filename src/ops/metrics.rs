@@ -234,6 +234,10 @@ fn describe() {
         "Stale UDP and SCTP conntrack entries deleted"
     );
     describe_counter!(
+        "ipvs_agent_undecodable_objects_total",
+        "Objects received from the API server (listed or watched) that did not decode as their kind, by kind; their last good version is kept"
+    );
+    describe_counter!(
         "ipvs_agent_conntrack_failures_total",
         "Conntrack dumps that failed and entries that could not be deleted"
     );
@@ -248,6 +252,11 @@ pub fn record_health_check(check_node: bool, code: u16) {
         "kubeproxy_proxy_livez_total"
     };
     counter!(name, "code" => code.to_string()).increment(1);
+}
+
+/// Counts an object of `kind` received that did not decode as its type.
+pub fn record_undecodable(kind: &str) {
+    counter!("ipvs_agent_undecodable_objects_total", "kind" => kind.to_owned()).increment(1);
 }
 
 /// How long the API server has been unreachable (0 while it answers).

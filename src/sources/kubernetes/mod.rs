@@ -14,12 +14,19 @@
 //!   differ, so an unchanged relist sends nothing.
 //! - If the API server goes away or cuts the streams, the watchers retry
 //!   with backoff and the kernel table stays exactly as it is.
+//! - One object that does not decode as its type (its JSON refused by
+//!   the typed struct) never stops the others: it is logged with its
+//!   kind, name and field and counted
+//!   (`ipvs_agent_undecodable_objects_total`), and its last good version
+//!   is kept (a new object bad from the start is skipped).
 //! - Every event is stamped on receipt, so the time it waits behind a
 //!   sync counts in the network-programming latency.
 //!
+//! - [`lenient`]: the objects as watched, decoded or not.
 //! - [`store`]: the events applied to the cluster state.
 //! - [`watch`]: the watchers and the reachability probe.
 
+pub mod lenient;
 pub mod store;
 pub mod watch;
 
@@ -33,7 +40,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use self::store::{Store, WatchEvent};
+use self::lenient::Lenient;
+use self::store::{Store, WatchEvent, WatchedKind};
 use self::watch::{spawn_reachability_probe, spawn_watcher};
 use super::{Change, Source};
 use crate::model::trigger_time::{family_label, trigger_time, TriggerTime};
@@ -141,22 +149,25 @@ impl KubernetesSource {
     pub fn start(client: Client, node_name: &str, health: &Health) -> Self {
         let (sender, changes) = mpsc::channel::<(Instant, WatchEvent)>(4096);
         spawn_watcher(
-            Api::<Service>::all(client.clone()),
+            Api::<Lenient<Service>>::all(client.clone()),
             watcher::Config::default(),
+            WatchedKind::Service,
             WatchEvent::Service,
             sender.clone(),
             health.clone(),
         );
         spawn_watcher(
-            Api::<EndpointSlice>::all(client.clone()),
+            Api::<Lenient<EndpointSlice>>::all(client.clone()),
             watcher::Config::default(),
+            WatchedKind::Slice,
             WatchEvent::Slice,
             sender.clone(),
             health.clone(),
         );
         spawn_watcher(
-            Api::<Node>::all(client.clone()),
+            Api::<Lenient<Node>>::all(client.clone()),
             watcher::Config::default().fields(&format!("metadata.name={node_name}")),
+            WatchedKind::Node,
             WatchEvent::Node,
             sender,
             health.clone(),
@@ -192,7 +203,7 @@ impl Source for KubernetesSource {
         let (endpoint_changes, service_changes) = match &event {
             WatchEvent::Slice(_) => (1, 0),
             WatchEvent::Service(_) => (0, 1),
-            WatchEvent::Node(_) => (0, 0),
+            WatchEvent::Node(_) | WatchEvent::Undecodable(..) => (0, 0),
         };
         let trigger_times = match &event {
             WatchEvent::Slice(Event::Apply(slice) | Event::InitApply(slice)) => {

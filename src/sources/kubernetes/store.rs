@@ -1,7 +1,8 @@
 //! The cluster state as the watchers see it: every watch event applied to
 //! one [`ClusterState`], relists replacing a kind's objects as a whole once
 //! complete (and marking only the Services whose objects differ), and the
-//! agent's own Node's addresses.
+//! agent's own Node's addresses. An object that does not decode keeps its
+//! last good version, in events and relists alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -27,6 +28,21 @@ pub enum WatchEvent {
     Slice(Event<EndpointSlice>),
     /// An event of the agent's Node.
     Node(Event<Node>),
+    /// A listed, added or modified object of this kind that did not
+    /// decode (see [`super::lenient`]): what the store holds of it stays,
+    /// and a relist keeps it.
+    Undecodable(WatchedKind, ObjectRef),
+}
+
+/// The kinds the agent watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchedKind {
+    /// Services.
+    Service,
+    /// EndpointSlices.
+    Slice,
+    /// The agent's Node.
+    Node,
 }
 
 /// Objects of one kind received during a relist, applied when complete.
@@ -48,6 +64,10 @@ impl<K> Relist<K> {
 
     fn push(&mut self, item: K) {
         self.items.get_or_insert_with(Vec::new).push(item);
+    }
+
+    fn in_progress(&self) -> bool {
+        self.items.is_some()
     }
 
     fn finish(&mut self) -> Vec<K> {
@@ -90,6 +110,31 @@ impl Store {
                 }
                 BTreeSet::new()
             }
+            WatchEvent::Undecodable(kind, name) => {
+                self.keep_current(kind, &name);
+                BTreeSet::new()
+            }
+        }
+    }
+
+    /// An object that did not decode: outside a relist nothing changes
+    /// (its last good version stays); during one, its last good version
+    /// is listed again, so that the relist neither drops it nor changes
+    /// it. A new object that is bad from the start is in neither.
+    fn keep_current(&mut self, kind: WatchedKind, name: &ObjectRef) {
+        match kind {
+            WatchedKind::Service if self.service_relist.in_progress() => {
+                if let Some(current) = self.cluster.services().get(name) {
+                    self.service_relist.push((name.clone(), current.clone()));
+                }
+            }
+            WatchedKind::Slice if self.slice_relist.in_progress() => {
+                if let Some(current) = self.cluster.endpoint_slices().get(name) {
+                    self.slice_relist.push((name.clone(), current.clone()));
+                }
+            }
+            // The Node is applied per event: a bad one changes nothing.
+            _ => {}
         }
     }
 
@@ -313,6 +358,102 @@ mod tests {
             names(store.apply(WatchEvent::Service(Event::Delete(service("a", "10.1.0.1"))))),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn an_undecodable_object_keeps_its_last_good_version_and_the_others_flow() {
+        let bad = |name: &str| {
+            WatchEvent::Undecodable(WatchedKind::Service, ObjectRef::new("default", name))
+        };
+        let bad_slice = |name: &str| {
+            WatchEvent::Undecodable(WatchedKind::Slice, ObjectRef::new("default", name))
+        };
+        let has = |store: &Store, name: &str| {
+            store
+                .cluster
+                .services()
+                .contains_key(&ObjectRef::new("default", name))
+        };
+        let mut store = Store::default();
+        // First list: `new-bad` is bad from the start and is skipped.
+        store.apply(WatchEvent::Service(Event::Init));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "a", "10.1.0.1",
+        ))));
+        store.apply(bad("new-bad"));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "b", "10.1.0.2",
+        ))));
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::InitDone))),
+            vec!["a", "b"]
+        );
+        assert!(!has(&store, "new-bad"), "never good: skipped");
+        store.apply(WatchEvent::Slice(Event::Init));
+        store.apply(WatchEvent::Slice(Event::InitApply(slice(
+            "a-1",
+            "a",
+            "10.244.0.1",
+        ))));
+        store.apply(WatchEvent::Slice(Event::InitDone));
+        let a_before = store.cluster.services()[&ObjectRef::new("default", "a")].clone();
+
+        // `a` turns bad: nothing changes, and `b` still updates.
+        assert!(store.apply(bad("a")).is_empty());
+        assert!(store.apply(bad_slice("a-1")).is_empty());
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::Apply(service("b", "10.1.0.3"))))),
+            vec!["b"]
+        );
+        assert_eq!(
+            store.cluster.services()[&ObjectRef::new("default", "a")],
+            a_before
+        );
+
+        // A relist (after an outage) in which `a` and its slice are still
+        // bad keeps their last good versions: only `b`'s change is news.
+        store.apply(WatchEvent::Service(Event::Init));
+        store.apply(bad("a"));
+        store.apply(WatchEvent::Service(Event::InitApply(service(
+            "b", "10.1.0.4",
+        ))));
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::InitDone))),
+            vec!["b"]
+        );
+        assert_eq!(
+            store.cluster.services()[&ObjectRef::new("default", "a")],
+            a_before
+        );
+        store.apply(WatchEvent::Slice(Event::Init));
+        store.apply(bad_slice("a-1"));
+        assert!(store.apply(WatchEvent::Slice(Event::InitDone)).is_empty());
+        assert_eq!(
+            store
+                .cluster
+                .slices_of(&ObjectRef::new("default", "a"))
+                .count(),
+            1,
+            "the bad slice's last good version is kept"
+        );
+
+        // Fixed: applied as any change. Deleted: gone.
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::Apply(service("a", "10.1.0.9"))))),
+            vec!["a"]
+        );
+        assert_eq!(
+            names(store.apply(WatchEvent::Service(Event::Delete(service("a", "10.1.0.9"))))),
+            vec!["a"]
+        );
+        assert!(!has(&store, "a"));
+        // A bad Node changes nothing.
+        assert!(store
+            .apply(WatchEvent::Undecodable(
+                WatchedKind::Node,
+                ObjectRef::new("", "node1")
+            ))
+            .is_empty());
     }
 
     #[test]

@@ -1,31 +1,40 @@
 //! The kube-runtime watchers (Services and EndpointSlices in every
-//! namespace, the agent's own Node), each with the default backoff and
-//! managedFields stripped, sending every event stamped with its time of
-//! receipt; and the probe that notices the API server is back.
+//! namespace, the agent's own Node), each with the default backoff,
+//! watching [`Lenient`] objects (managedFields stripped) so that one
+//! object that does not decode is reported and the others flow, sending
+//! every event stamped with its time of receipt; and the probe that
+//! notices the API server is back.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::store::WatchEvent;
+use super::lenient::{sort_event, Lenient, Sorted, Undecodable};
+use super::store::{WatchEvent, WatchedKind};
+use crate::model::ObjectRef;
 use crate::ops::health::Health;
+use crate::ops::metrics::record_undecodable;
 
-/// Watches `api` with `config`, sending each event (wrapped by `wrap`)
-/// to `sender`, and telling `health` when the API server answers or not.
+/// Watches `api` with `config`, sending each event (wrapped by `wrap`;
+/// an object that does not decode as [`WatchEvent::Undecodable`] of
+/// `watched`, after a warning) to `sender`, and telling `health` when the
+/// API server answers or not.
 pub fn spawn_watcher<K, F>(
-    api: Api<K>,
+    api: Api<Lenient<K>>,
     config: watcher::Config,
+    watched: WatchedKind,
     wrap: F,
     sender: mpsc::Sender<(Instant, WatchEvent)>,
     health: Health,
 ) where
     K: kube::Resource<DynamicType = ()>
         + Clone
+        + Default
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
@@ -35,17 +44,27 @@ pub fn spawn_watcher<K, F>(
 {
     let kind = K::kind(&()).to_string();
     tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config)
-            .default_backoff()
-            .modify(|object: &mut K| object.managed_fields_mut().clear())
-            .boxed();
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {
                     api_answered(&health);
+                    let event = match sort_event(event) {
+                        Sorted::Event(event) => wrap(event),
+                        Sorted::Undecodable(bad) => {
+                            report_undecodable(&bad);
+                            WatchEvent::Undecodable(
+                                watched,
+                                ObjectRef::new(
+                                    bad.namespace.as_deref().unwrap_or("default"),
+                                    bad.name,
+                                ),
+                            )
+                        }
+                    };
                     // Stamped on receipt, so time spent queued behind a
                     // sync counts in the event-to-ACK time.
-                    if sender.send((Instant::now(), wrap(event))).await.is_err() {
+                    if sender.send((Instant::now(), event)).await.is_err() {
                         return;
                     }
                 }
@@ -58,6 +77,19 @@ pub fn spawn_watcher<K, F>(
             }
         }
     });
+}
+
+/// Logs and counts an object that does not decode (each time it is
+/// received: in every list and every event of it).
+fn report_undecodable(bad: &Undecodable) {
+    warn!(
+        kind = bad.kind,
+        object = bad.object(),
+        field = bad.error.field,
+        error = bad.error.message,
+        "{bad}"
+    );
+    record_undecodable(&bad.kind);
 }
 
 /// Tells `health` the API server answered, logging the end of an outage.
