@@ -1,6 +1,7 @@
 //! The test controls, `POST /standin/<control>` (never used by the
 //! agent): cut the watches, compact the history, go down (503) or fail
-//! with any status for a while, store an object as it is (`raw`), load
+//! with any status for a while, store an object as it is (`raw`) or
+//! delete one (both also while down), load
 //! manifests, tell the revision; and loading manifests, which `--load`
 //! shares.
 
@@ -70,6 +71,7 @@ pub(crate) fn handle_control(
                 .into_response()
         }
         "raw" => raw(app, body),
+        "delete" => delete(app, query),
         "revision" => {
             let store = app.store();
             (StatusCode::OK, format!("{}\n", store.revision())).into_response()
@@ -148,6 +150,31 @@ fn raw(app: &App, body: &[u8]) -> Response {
     };
     match app.store_raw(resource, object) {
         Ok(stored) => ok_json(StatusCode::OK, &stored),
+        Err(response) => response,
+    }
+}
+
+/// The `delete` control (`?kind=Service&namespace=default&name=web`):
+/// deletes the object even while the API is down or failing, as changes
+/// made through another API server instance.
+fn delete(app: &App, query: &HashMap<String, String>) -> Response {
+    let field = |name: &str| query.get(name).cloned().unwrap_or_default();
+    let Some(resource) = Resource::from_kind(&field("kind")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "delete: kind is not one the stand-in serves\n",
+        )
+            .into_response();
+    };
+    let namespace = if resource.namespaced() {
+        Some(field("namespace"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into())
+    } else {
+        String::new()
+    };
+    match app.delete((resource, namespace, field("name"))) {
+        Ok(deleted) => ok_json(StatusCode::OK, &deleted),
         Err(response) => response,
     }
 }

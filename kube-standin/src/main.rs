@@ -38,6 +38,8 @@
 //! object of the body as it is, created or replaced, without checking it
 //! decodes as its kind: a Service whose `spec.ports` is a string is then
 //! listed and watched like any other),
+//! `/standin/delete?kind=K&namespace=NS&name=N` (deletes an object; like
+//! `raw` and `load`, also while down, as through another API server),
 //! `/standin/load` (creates every object of the multi-document YAML body
 //! at once, as `--load` does at start), `/standin/revision` (the current
 //! resourceVersion).

@@ -476,4 +476,19 @@ async fn raw_objects_are_served_as_stored_and_fail_a_typed_list() {
     .expect("get");
     assert_eq!(got.data["spec"]["ports"], json!("not a list"));
     assert_eq!(got.metadata.resource_version.as_deref(), Some("3"));
+
+    // Deleted by the control, also while down.
+    standin.control("down?seconds=5");
+    let (code, body) = post(
+        &standin.url,
+        "delete?kind=Service&namespace=default&name=bad",
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = post(
+        &standin.url,
+        "delete?kind=Service&namespace=default&name=bad",
+        "",
+    );
+    assert_eq!(code, 404, "deleted once");
 }
