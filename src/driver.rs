@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub strict_arp: bool,
     /// `--conntrack-*`: kube-proxy's conntrack sysctls, set at start.
     pub conntrack: ConntrackSysctls,
+    /// `--proc-sys-net`: the net sysctl tree the sysctls are written in.
+    pub proc_sys_net: PathBuf,
     /// Whether the engine keeps the kernel's counters (for
     /// `--per-server-metrics`).
     pub keep_counters: bool,
@@ -137,8 +139,8 @@ pub async fn prepare_node(
     if let Err(error) = ipvs.info().await {
         warn!(%error, "reading IPVS information");
     }
-    set_sysctls(options.strict_arp);
-    set_conntrack_sysctls(&options.conntrack).await;
+    set_sysctls(options.strict_arp, &options.proc_sys_net);
+    set_conntrack_sysctls(&options.conntrack, &options.proc_sys_net).await;
     let kernel = NetlinkKernel::new(ipvs, LinkManager::new()?);
     let mut engine = SyncEngine::new(
         settings,
@@ -200,8 +202,8 @@ pub async fn initialize_node(options: &RunOptions) -> Result<(), RunError> {
     if let Err(error) = ipvs.info().await {
         warn!(%error, "reading IPVS information");
     }
-    set_sysctls(options.strict_arp);
-    set_conntrack_sysctls(&options.conntrack).await;
+    set_sysctls(options.strict_arp, &options.proc_sys_net);
+    set_conntrack_sysctls(&options.conntrack, &options.proc_sys_net).await;
     let timeouts = &options.timeouts;
     if timeouts.tcp != 0 || timeouts.tcp_fin != 0 || timeouts.udp != 0 {
         if let Err(error) = ipvs.set_timeouts(timeouts).await {
@@ -211,8 +213,10 @@ pub async fn initialize_node(options: &RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Sets the sysctls kube-proxy's IPVS mode needs, logging what changed.
-fn set_sysctls(strict_arp: bool) {
+/// Sets the sysctls kube-proxy's IPVS mode needs in the net sysctl tree
+/// `net_root`, logging what changed. The kernel release is only read (a
+/// read-only `/proc/sys` is enough).
+fn set_sysctls(strict_arp: bool, net_root: &Path) {
     let release = match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         Ok(release) => release.trim().to_owned(),
         Err(error) => {
@@ -221,7 +225,7 @@ fn set_sysctls(strict_arp: bool) {
         }
     };
     let wanted = wanted_sysctls(&release, &SysctlSettings { strict_arp });
-    match apply_sysctls(Path::new("/proc/sys"), &wanted) {
+    match apply_sysctls(net_root, &wanted) {
         Ok(changed) => {
             for (sysctl, value) in changed {
                 info!("set {sysctl} = {value}");
@@ -234,7 +238,7 @@ fn set_sysctls(strict_arp: bool) {
 /// Sets kube-proxy's conntrack sysctls (and the hashsize with the max),
 /// each on its own: one that cannot be written is logged (read-only in a
 /// network namespace other than the host's) and the others still go.
-async fn set_conntrack_sysctls(settings: &ConntrackSysctls) {
+async fn set_conntrack_sysctls(settings: &ConntrackSysctls, net_root: &Path) {
     // The sysctls exist once nf_conntrack is loaded: asking ctnetlink
     // for its statistics loads it.
     let probe = tokio::task::spawn_blocking(|| ConntrackSocket::new()?.stats()).await;
@@ -245,7 +249,7 @@ async fn set_conntrack_sysctls(settings: &ConntrackSysctls) {
         .map(|n| n.get() as u32)
         .unwrap_or(1);
     let wanted = wanted_conntrack_sysctls(settings, cpus);
-    let results = apply_sysctl_values(Path::new("/proc/sys"), &wanted);
+    let results = apply_sysctl_values(net_root, &wanted);
     for ((name, value), result) in wanted.iter().zip(results) {
         match result {
             Ok(true) => info!("set {name} = {value}"),

@@ -26,8 +26,10 @@ use ipvs_agent::ops::node_events::NodeEvents;
 use ipvs_agent::ops::Observers;
 use ipvs_agent::sources::kubernetes::KubernetesSource;
 use ipvs_agent::sources::manifests::ManifestSource;
+use ipvs_agent::system::capabilities::require_net_admin;
 use ipvs_agent::system::kube_proxy_leftovers::remove_kube_proxy_leftovers;
 use ipvs_agent::system::oom_score::{apply_oom_score_adj, OOM_SCORE_ADJ};
+use ipvs_agent::system::sysctl::check_net_sysctl_root;
 use netlink_ipvs::format::IpvsListOptions;
 use netlink_ipvs::IpvsTimeouts;
 use tracing::{info, warn};
@@ -236,6 +238,7 @@ fn run_options(resolved: &Resolved, args: &RunArgs, node_name: String) -> RunOpt
         keep_counters: args.agent.per_server_metrics,
         wait_for_pod_cidrs: node_cidr,
         remove_kube_proxy_leftovers: resolved.settings.datapath.enabled,
+        proc_sys_net: args.agent.proc_sys_net.clone(),
     }
 }
 
@@ -248,6 +251,11 @@ fn run(args: RunArgs, format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     if flags.cleanup == Some(true) {
         return cleanup_owned(&resolved.settings, true);
     }
+    // A wrong --proc-sys-net (a hostPath that is not mounted) stops the
+    // agent at once; a read-only tree shows as warnings when the sysctls
+    // are set.
+    check_net_sysctl_root(&args.agent.proc_sys_net)?;
+    require_net_admin(Path::new("/proc/self/status"))?;
     match apply_oom_score_adj(Path::new(OOM_SCORE_ADJ), resolved.oom_score_adj) {
         Ok(true) => info!("set oom_score_adj = {}", resolved.oom_score_adj),
         Ok(false) => {}

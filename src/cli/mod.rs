@@ -200,6 +200,13 @@ pub struct AgentFlags {
     /// counters (bounds the metrics' cardinality).
     #[arg(long, default_value_t = 2000)]
     pub per_server_metrics_limit: usize,
+    /// The net sysctl tree the agent writes its sysctls in (net.ipv4.vs.*,
+    /// ip_forward, the conntrack ones). In an unprivileged container,
+    /// whose /proc/sys is read-only, mount the host's /proc/sys/net
+    /// read-write elsewhere and give that path (the DaemonSet:
+    /// /host/proc/sys/net).
+    #[arg(long, default_value = ipvs_agent::system::sysctl::PROC_SYS_NET)]
+    pub proc_sys_net: PathBuf,
 }
 
 impl Cli {

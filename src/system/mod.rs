@@ -12,10 +12,12 @@
 //! - [`oom_score`]: the agent's own `oom_score_adj`.
 //! - [`ipv6`]: whether the kernel has IPv6 (the family choice).
 //! - [`errno`]: the kernel answers told apart there.
+//! - [`capabilities`]: CAP_NET_ADMIN, checked at start.
 //!
 //! Depends on [`crate::model`] only.
 
 pub mod address_batch;
+pub mod capabilities;
 pub mod conntrack;
 pub mod errno;
 pub mod ipv6;

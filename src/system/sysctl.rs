@@ -18,6 +18,15 @@
 //! [`wanted_sysctls`] (pure) decides; [`apply_sysctls`] writes only the
 //! values that differ.
 //!
+//! Every sysctl here is a `net.*` one, written under a net sysctl tree
+//! given by `--proc-sys-net` (default [`PROC_SYS_NET`]): in a container
+//! the runtime mounts `/proc/sys` read-only, so the DaemonSet mounts the
+//! host's `/proc/sys/net` read-write elsewhere (`/host/proc/sys/net`) and
+//! points the flag there. The kernel lets a writer with CAP_NET_ADMIN in
+//! the network namespace's user namespace write them (`net/sysctl_net.c`,
+//! `net_ctl_permissions`), and the tree is that of the writer's network
+//! namespace, whichever procfs it is reached through.
+//!
 //! And kube-proxy's conntrack settings (`--conntrack-*`, the `conntrack:`
 //! block; `pkg/proxy/conntrack/sysctls.go`, `setSysctls`, read at
 //! kubernetes/kubernetes commit 3520f8d6): [`wanted_conntrack_sysctls`]
@@ -39,8 +48,48 @@ pub struct SysctlSettings {
     pub strict_arp: bool,
 }
 
-/// A sysctl path (relative to `/proc/sys`) and the value it must hold.
+/// A sysctl path (relative to `/proc/sys`, so `net/...`) and the value it
+/// must hold.
 pub type Sysctl = (&'static str, &'static str);
+
+/// Where the net sysctls are when `--proc-sys-net` is not given.
+pub const PROC_SYS_NET: &str = "/proc/sys/net";
+
+/// A file every net sysctl tree has (IPv4 cannot be compiled out).
+const NET_TREE_MARKER: &str = "ipv4/ip_forward";
+
+/// The file of `name` (`net/ipv4/ip_forward`, as under `/proc/sys`) in
+/// the net sysctl tree at `net_root` (`/proc/sys/net` or where the host's
+/// is mounted).
+pub fn net_sysctl_path(net_root: &Path, name: &str) -> PathBuf {
+    match name.strip_prefix("net/") {
+        Some(rest) => net_root.join(rest),
+        // Only net sysctls are written; anything else stays in /proc/sys.
+        None => Path::new("/proc/sys").join(name),
+    }
+}
+
+/// `--proc-sys-net` is not a net sysctl tree.
+#[derive(Debug, thiserror::Error)]
+#[error("--proc-sys-net {}: not a net sysctl tree ({marker}: {source}); give the host's /proc/sys/net or where it is mounted (deploy/README.md, Privileges)", .path.display(), marker = .path.join(NET_TREE_MARKER).display())]
+pub struct NetSysctlRootError {
+    /// The path given.
+    pub path: PathBuf,
+    /// Why its marker file could not be read.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Checks that `net_root` is a net sysctl tree (its `ipv4/ip_forward`
+/// reads); whether it is writable shows when the sysctls are set.
+pub fn check_net_sysctl_root(net_root: &Path) -> Result<(), NetSysctlRootError> {
+    std::fs::read_to_string(net_root.join(NET_TREE_MARKER))
+        .map(drop)
+        .map_err(|source| NetSysctlRootError {
+            path: net_root.to_path_buf(),
+            source,
+        })
+}
 
 /// A sysctl that could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -151,16 +200,17 @@ pub fn wanted_hashsize(max: u32, current: u32) -> Option<u32> {
     (current < max / 4).then_some(max / 4)
 }
 
-/// Writes each of `wanted` under `root` whose value differs; one result
-/// per sysctl, in order (`Ok(true)`: changed), so that one that cannot
-/// be written does not keep the others from being set.
+/// Writes each of `wanted` in the net sysctl tree `net_root` whose value
+/// differs; one result per sysctl, in order (`Ok(true)`: changed), so
+/// that one that cannot be written does not keep the others from being
+/// set.
 pub fn apply_sysctl_values(
-    root: &Path,
+    net_root: &Path,
     wanted: &[(&'static str, String)],
 ) -> Vec<Result<bool, SysctlError>> {
     wanted
         .iter()
-        .map(|(name, value)| write_if_different(&root.join(name), value))
+        .map(|(name, value)| write_if_different(&net_sysctl_path(net_root, name), value))
         .collect()
 }
 
@@ -211,12 +261,12 @@ pub fn wanted_sysctls(release: &str, settings: &SysctlSettings) -> Vec<Sysctl> {
     wanted
 }
 
-/// Writes the `wanted` sysctls under `root` (`/proc/sys`) whose value
-/// differs; returns those it changed.
-pub fn apply_sysctls(root: &Path, wanted: &[Sysctl]) -> Result<Vec<Sysctl>, SysctlError> {
+/// Writes the `wanted` sysctls in the net sysctl tree `net_root`
+/// (`/proc/sys/net`) whose value differs; returns those it changed.
+pub fn apply_sysctls(net_root: &Path, wanted: &[Sysctl]) -> Result<Vec<Sysctl>, SysctlError> {
     let mut changed = Vec::new();
     for (name, value) in wanted {
-        let path = root.join(name);
+        let path = net_sysctl_path(net_root, name);
         let error = |source| SysctlError {
             path: path.clone(),
             source,
@@ -365,7 +415,7 @@ mod tests {
             (CONNTRACK_MAX, "131072".to_owned()),
             ("net/netfilter/nf_conntrack_udp_timeout", "45".to_owned()),
         ];
-        let results = apply_sysctl_values(root.path(), &wanted);
+        let results = apply_sysctl_values(&root.path().join("net"), &wanted);
         let missing = results[0].as_ref().unwrap_err();
         assert!(
             missing.to_string().contains("nf_conntrack_max"),
@@ -386,19 +436,36 @@ mod tests {
         std::fs::write(root.path().join("net/ipv4/vs/conntrack"), "0\n").unwrap();
         std::fs::write(root.path().join("net/ipv4/ip_forward"), "1\n").unwrap();
         let wanted = [("net/ipv4/vs/conntrack", "1"), ("net/ipv4/ip_forward", "1")];
+        let net = root.path().join("net");
         assert_eq!(
-            apply_sysctls(root.path(), &wanted).unwrap(),
+            apply_sysctls(&net, &wanted).unwrap(),
             vec![("net/ipv4/vs/conntrack", "1")]
         );
         assert_eq!(
             std::fs::read_to_string(root.path().join("net/ipv4/vs/conntrack")).unwrap(),
             "1\n"
         );
-        assert!(apply_sysctls(root.path(), &wanted).unwrap().is_empty());
-        let missing = apply_sysctls(root.path(), &[("net/ipv4/vs/missing", "1")]).unwrap_err();
+        assert!(apply_sysctls(&net, &wanted).unwrap().is_empty());
+        let missing = apply_sysctls(&net, &[("net/ipv4/vs/missing", "1")]).unwrap_err();
         assert!(
             missing.to_string().contains("net/ipv4/vs/missing"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn the_net_sysctl_root_must_be_a_net_tree() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(
+            net_sysctl_path(Path::new("/host/proc/sys/net"), "net/ipv4/vs/conntrack"),
+            Path::new("/host/proc/sys/net/ipv4/vs/conntrack")
+        );
+        let error = check_net_sysctl_root(root.path()).unwrap_err().to_string();
+        assert!(error.starts_with("--proc-sys-net "), "{error}");
+        assert!(error.contains("not a net sysctl tree"), "{error}");
+        assert!(error.contains("ipv4/ip_forward"), "{error}");
+        std::fs::create_dir_all(root.path().join("ipv4")).unwrap();
+        std::fs::write(root.path().join("ipv4/ip_forward"), "1\n").unwrap();
+        check_net_sysctl_root(root.path()).unwrap();
     }
 }
