@@ -13,6 +13,7 @@ bash integration/scripts/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -25,6 +26,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p netlink-ipvs -p ipvs-agent --q
 
 step "host tests (no kernel needed)"
 cargo test --workspace --exclude integration
+
+step "fuzz targets, ${FUZZ_SECONDS:-60} s each, on the committed corpus (fuzz/)"
+bash integration/scripts/fuzz.sh
 
 step "deploy/ manifests: kubernetes-validate and checkov"
 bash integration/scripts/validate-deploy.sh
