@@ -15,9 +15,11 @@ use serde_json::{json, Value};
 
 use crate::desired::desired_state;
 use crate::model::ip_family::choose_ip_family;
+use crate::model::netfilter::{NetfilterFamily, NetfilterSet, SetElements};
 use crate::model::settings::IpFamilyMode;
 use crate::model::{LocalAddress, NodeContext, ProxySettings, Table};
 use crate::sources::manifests::{load_manifests, ManifestError};
+use crate::system::netfilter::script::element_text;
 
 /// What `plan` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +88,12 @@ pub fn plan(
         PlanFormat::Save => render_save(&table),
         PlanFormat::Text => render_text(&table, &bound),
         PlanFormat::Json => {
-            let json = render_json(&table, &bound, &problems);
+            let elements: SetElements = state
+                .services
+                .values()
+                .flat_map(|service| service.elements.iter().copied())
+                .collect();
+            let json = render_json(&table, &bound, &elements, &problems);
             format!("{json:#}\n")
         }
     };
@@ -161,10 +168,13 @@ fn forwarding_name(forwarding: IpvsForwardingMethod) -> String {
 }
 
 /// The desired state as JSON: `virtualServers` (sorted by key),
-/// `kubeIpvs0Addresses`, and the `problems` that made objects be skipped.
+/// `kubeIpvs0Addresses`, `netfilterSets` (per table family, `ip` / `ip6`,
+/// every set of the agent's table with its elements as `nft list` writes
+/// them, sorted) and the `problems` that made objects be skipped.
 pub fn render_json(
     table: &Table,
     bound_addresses: &BTreeSet<IpAddr>,
+    elements: &SetElements,
     problems: &[String],
 ) -> Value {
     let virtual_servers: Vec<Value> = table
@@ -211,9 +221,26 @@ pub fn render_json(
             })
         })
         .collect();
+    let mut sets = serde_json::Map::new();
+    for family in NetfilterFamily::ALL {
+        let of_family: serde_json::Map<String, Value> = NetfilterSet::ALL
+            .into_iter()
+            .map(|set| {
+                let mut texts: Vec<String> = elements
+                    .iter()
+                    .filter(|element| element.family == family && element.set == set)
+                    .map(|element| element_text(&element.key))
+                    .collect();
+                texts.sort();
+                (set.name().to_owned(), Value::from(texts))
+            })
+            .collect();
+        sets.insert(family.nft_name().to_owned(), Value::Object(of_family));
+    }
     json!({
         "virtualServers": virtual_servers,
         "kubeIpvs0Addresses": bound_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "netfilterSets": sets,
         "problems": problems,
     })
 }
@@ -221,6 +248,7 @@ pub fn render_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::netfilter::{ElementKey, SetElement};
     use crate::model::TableEntry;
     use netlink_ipvs::{IpvsDestination, IpvsService};
 
@@ -278,7 +306,17 @@ mod tests {
     #[test]
     fn json_has_servers_addresses_and_problems() {
         let (table, bound) = sample();
-        let value = render_json(&table, &bound, &["a problem".to_owned()]);
+        let elements: SetElements = [SetElement {
+            family: NetfilterFamily::Ipv4,
+            set: NetfilterSet::ClusterIps,
+            key: ElementKey::Service {
+                address: "10.1.115.75".parse().unwrap(),
+                protocol: IpvsProtocol::Tcp,
+                port: 80,
+            },
+        }]
+        .into();
+        let value = render_json(&table, &bound, &elements, &["a problem".to_owned()]);
         assert_eq!(value["virtualServers"][0]["address"], "10.1.115.75");
         assert_eq!(value["virtualServers"][0]["protocol"], "TCP");
         assert_eq!(
@@ -287,6 +325,12 @@ mod tests {
         );
         assert_eq!(value["virtualServers"][0]["realServers"][1]["weight"], 1);
         assert_eq!(value["kubeIpvs0Addresses"][0], "10.1.115.75");
+        assert_eq!(
+            value["netfilterSets"]["ip"]["cluster-ips"][0],
+            "10.1.115.75 . tcp . 80"
+        );
+        assert_eq!(value["netfilterSets"]["ip"]["vips"], json!([]));
+        assert_eq!(value["netfilterSets"]["ip6"]["cluster-ips"], json!([]));
         assert_eq!(value["problems"][0], "a problem");
     }
 }

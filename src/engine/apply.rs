@@ -152,12 +152,22 @@ pub async fn apply_batch(
         return report;
     }
     let results = kernel.apply(&operations).await;
+    // Virtual servers whose add the kernel refused in this batch: their
+    // real servers' "no such service" follows from it, it is no
+    // disagreement with the view (re-reading would send the refused add
+    // again at once, and again after each re-read).
+    let mut refused_adds: BTreeSet<IpvsServiceKey> = BTreeSet::new();
     for (operation, result) in operations.into_iter().zip(results) {
         report.sent.count(&operation);
         match classify(&operation, &result) {
             Outcome::Done | Outcome::AlreadyDone => record(view, &operation),
+            Outcome::Reread if matches!(&operation, IpvsOperation::AddDestination(key, _) if refused_adds.contains(key)) =>
+                {}
             Outcome::Reread => report.reread.extend(service_key(&operation)),
             Outcome::Failed => {
+                if let IpvsOperation::AddService(service) = &operation {
+                    refused_adds.insert(service.key);
+                }
                 if let Err(error) = result {
                     report.failed.push(FailedOperation { operation, error });
                 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use netlink_ipvs::IpvsServiceKey;
 use tracing::{debug, warn};
 
-use super::apply::{apply_batch, reread};
+use super::apply::{apply_batch, reread, service_key};
 use super::kernel::Kernel;
 use super::report::SyncReport;
 use super::SyncEngine;
@@ -133,7 +133,20 @@ impl<K: Kernel> SyncEngine<K> {
         let batch = apply_batch(&mut self.kernel, plan.operations, &mut self.view).await;
         report.sent.add(&batch.sent);
         for failed in &batch.failed {
-            warn!(error = %failed.error, "kernel refused: {}", failed.operation);
+            let key = service_key(&failed.operation);
+            match key.as_ref().and_then(|key| self.desired.owner_of(key)) {
+                Some(service) => warn!(
+                    error = %failed.error,
+                    %service,
+                    "kernel refused: {} (Service {service}; the next resync retries it)",
+                    failed.operation
+                ),
+                None => warn!(
+                    error = %failed.error,
+                    "kernel refused: {} (the next resync retries it)",
+                    failed.operation
+                ),
+            }
             *report
                 .errors
                 .entry(failed.error.errno().unwrap_or(0))

@@ -72,6 +72,11 @@ pub struct DesiredIndex {
 }
 
 impl DesiredIndex {
+    /// The Service a desired virtual server came from.
+    pub fn owner_of(&self, key: &IpvsServiceKey) -> Option<&ObjectRef> {
+        self.owner.get(key)
+    }
+
     /// The merged desired table.
     pub fn table(&self) -> &Table {
         &self.table

@@ -637,20 +637,29 @@ fn a_refused_operation_is_reported_and_the_rest_applied() {
     state.insert_slice(&slice("b", &["10.244.2.1"]));
     let report = block_on(engine.full_sync(&state)).unwrap();
     // The in-memory kernel has no `mh` scheduler: ENOENT on b's add (a
-    // failure: no re-read helps), its real server ESRCH (re-read, b still
-    // missing, the add refused again, for the bounded rounds).
-    assert_eq!(
-        report.errors.keys().collect::<Vec<_>>(),
-        vec![&ENOENT],
-        "{:?}",
-        report.errors
-    );
-    assert!(report.failed() >= 1);
+    // failure: no re-read helps), and its real server's ESRCH follows from
+    // it (no re-read either: that would only send the refused add again).
+    assert_eq!(report.errors, [(ENOENT, 1)].into(), "one refusal");
+    assert_eq!(report.reread, 0, "a refused add is no disagreement");
     assert!(
         kernel.table().contains_key(&key("10.96.0.1", 80)),
         "a is programmed"
     );
     assert!(!kernel.table().contains_key(&key("10.96.0.2", 80)));
+    assert_eq!(engine.kernel_view(), &kernel.table(), "the view stays true");
+    // A resync retries b only: its add and its real server, once.
+    kernel.take_sent();
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    let sent = kernel.take_sent();
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [IpvsOperation::AddService(b), IpvsOperation::AddDestination(to, _)]
+                if b.key == key("10.96.0.2", 80) && *to == b.key
+        ),
+        "the retry: {sent:?}"
+    );
+    assert_eq!((report.failed(), report.reread), (1, 0));
     assert_eq!(engine.kernel_view(), &kernel.table(), "the view stays true");
 }
 
