@@ -10,7 +10,9 @@
 #    they need; kustomization.yaml lists exactly the manifests; the
 #    DaemonSet's service account, ConfigMap, ports and probes, the RBAC
 #    binding, the metrics Service and ServiceMonitor selectors all point at
-#    something that exists; the KubeProxyConfiguration parses; every
+#    something that exists; an unprivileged DaemonSet passes --proc-sys-net
+#    naming a writable hostPath /proc/sys/net mount outside /proc; the
+#    KubeProxyConfiguration parses; every
 #    checkov.io/skipN annotation has a check ID and a reason.
 # 3. checkov (kubernetes framework): fails on any failed check; the only
 #    accepted findings are the ones skipped by checkov.io/skipN annotations
@@ -336,6 +338,21 @@ if kubeconfig:
 check(config.get("apiVersion") == "kubeproxy.config.k8s.io/v1alpha1" and config.get("kind") == "KubeProxyConfiguration",
       "config.conf is not a kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration")
 check(config.get("mode") == "ipvs", "config.conf: mode must be ipvs")
+
+# Least privilege: an unprivileged container's /proc/sys is read-only, so
+# the agent writes its net sysctls where the host's /proc/sys/net is
+# mounted read-write (--proc-sys-net), outside /proc.
+security = agent.get("securityContext") or {}
+proc_sys_net = flag("proc-sys-net")
+if not security.get("privileged"):
+    check(proc_sys_net, "DaemonSet: not privileged, so --proc-sys-net must name the host's /proc/sys/net mount")
+if proc_sys_net:
+    check(not proc_sys_net.startswith("/proc/"), f"--proc-sys-net {proc_sys_net}: runc refuses mounts inside /proc")
+    names = [n for n, m in mounts.items() if m["mountPath"] == proc_sys_net]
+    if check(names, f"--proc-sys-net {proc_sys_net}: nothing mounted there"):
+        check(not mounts[names[0]].get("readOnly"), f"--proc-sys-net {proc_sys_net}: the mount must be writable")
+        check((volumes.get(names[0], {}).get("hostPath") or {}).get("path") == "/proc/sys/net",
+              f"--proc-sys-net {proc_sys_net}: the volume must be hostPath /proc/sys/net")
 
 
 def bind(field):
