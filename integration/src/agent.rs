@@ -74,7 +74,8 @@ impl SyncLine {
     }
 }
 
-fn parse_sync_line(line: &str) -> Option<SyncLine> {
+/// The fields of a `synced` log line (`None`: not one).
+pub fn parse_sync_line(line: &str) -> Option<SyncLine> {
     let at = line.find(" synced")?;
     let mut fields = BTreeMap::new();
     for token in line[at + " synced".len()..].split_whitespace() {

@@ -420,6 +420,11 @@ pub struct NodeAgent {
     child: Option<Child>,
     /// Where its stderr (the log) goes.
     pub log: PathBuf,
+    /// `ip netns exec nodeN ipvs-agent run ...`'s arguments after `ip`, for
+    /// [`NodeAgent::respawn`].
+    command: Vec<std::ffi::OsString>,
+    /// The cluster's pid file (its watchdog kills what is listed there).
+    pid_file: PathBuf,
 }
 
 impl NodeAgent {
@@ -486,6 +491,68 @@ impl NodeAgent {
             }
         }
     }
+
+    /// SIGKILL (no chance to clean up, as the OOM killer or a node crash
+    /// ends it), and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again with the same command line, its log appended
+    /// to the same file (so [`NodeAgent::sync_count`] counts on); the
+    /// previous process must be gone ([`NodeAgent::stop`] or
+    /// [`NodeAgent::kill`]). Returns the log's length before the new
+    /// process's first line (its part of the log starts there).
+    pub fn respawn(&mut self) -> usize {
+        assert!(
+            self.child.is_none(),
+            "the agent of {} still runs",
+            self.node
+        );
+        let offset = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0) as usize;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("open the agent's log to append");
+        let child = spawn_agent_process(&self.command, file);
+        record_pid(&self.pid_file, &child);
+        self.child = Some(child);
+        offset
+    }
+
+    /// Whether the process runs (not exited, not stopped or killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+/// Starts `ip COMMAND...` (an agent in a node's namespace) with its stderr
+/// into `log`.
+fn spawn_agent_process(command: &[std::ffi::OsString], log: std::fs::File) -> Child {
+    Command::new("ip")
+        .args(command)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start ipvs-agent")
+}
+
+/// Appends `child`'s pid to the cluster's pid file, which its watchdog
+/// reads.
+fn record_pid(pid_file: &Path, child: &Child) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(pid_file)
+        .expect("open the cluster's pid file");
+    writeln!(file, "{}", child.id()).expect("write the cluster's pid file");
 }
 
 impl Drop for NodeAgent {
@@ -757,12 +824,7 @@ impl Cluster {
     /// Adds `child` (an `ip netns exec`, which execs the command: same
     /// pid) to what the watchdog kills.
     fn record_pid(&self, child: &Child) {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.pid_file)
-            .expect("open the cluster's pid file");
-        writeln!(file, "{}", child.id()).expect("write the cluster's pid file");
+        record_pid(&self.pid_file, child);
     }
 
     /// The pods added so far.
@@ -868,26 +930,35 @@ impl Cluster {
                 node.name()
             ));
             let file = std::fs::File::create(&log).expect("create the agent's log file");
-            let child = Command::new("ip")
-                .args(["netns", "exec", node.name()])
-                .arg(agent_binary())
-                .arg("run")
-                .arg("--manifests")
-                .arg(&self.manifests)
-                .args(["--node-name", node.name(), "--node-ip", &node_ip(node)])
-                .args(["--healthz-bind-address", "", "--metrics-bind-address", ""])
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(file)
-                .spawn()
-                .expect("start ipvs-agent");
+            let mut command: Vec<std::ffi::OsString> =
+                vec!["netns".into(), "exec".into(), node.name().into()];
+            command.push(agent_binary().into());
+            command.extend(["run".into(), "--manifests".into()]);
+            command.push(self.manifests.clone().into());
+            let node_ip = node_ip(node);
+            command.extend(
+                [
+                    "--node-name",
+                    node.name(),
+                    "--node-ip",
+                    &node_ip,
+                    "--healthz-bind-address",
+                    "",
+                    "--metrics-bind-address",
+                    "",
+                ]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .map(std::ffi::OsString::from),
+            );
+            let child = spawn_agent_process(&command, file);
             self.record_pid(&child);
             self.agents.push(NodeAgent {
                 node,
                 child: Some(child),
                 log,
+                command,
+                pid_file: self.pid_file.clone(),
             });
         }
     }

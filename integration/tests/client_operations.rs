@@ -574,3 +574,122 @@ async fn ipvsadm_writes_are_read_correctly() {
     assert_eq!(handle.services().await.unwrap().len(), 3);
     clear_table();
 }
+
+/// A receive buffer overrun (ENOBUFS) in the middle of a batch: 5,000
+/// virtual servers sent as 5,000 datagrams, every one asking for an ACK,
+/// none read before all are sent, so the answers overrun the socket's
+/// receive buffer and the kernel drops some. What the batch reports stays
+/// true: an operation reported done is in the kernel (no false success),
+/// the ones whose answer was lost say so (ENOBUFS), and sending the same
+/// batch again (as the agent's next sync does after re-reading) ends with
+/// all 5,000 in the kernel.
+#[tokio::test]
+async fn receive_buffer_overrun_reports_no_false_success() {
+    const SERVICES: u32 = 5_000;
+    require_guest();
+    clear_table();
+    let handle = connect();
+    let key =
+        |n: u32| IpvsServiceKey::tcp(IpAddr::from(std::net::Ipv4Addr::from(0x0a64_0000 + n)), 80);
+    let operations: Vec<IpvsOperation> = (0..SERVICES)
+        .map(|n| IpvsOperation::AddService(IpvsService::new(key(n), "rr")))
+        .collect();
+    let overrun = netlink_ipvs::IpvsBatchOptions {
+        max_in_flight: SERVICES as usize,
+        messages_per_request: 1,
+    };
+    eprintln!("ENOBUFS test: sending {SERVICES} unread");
+    let results = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        handle.apply_with(&operations, overrun),
+    )
+    .await
+    .expect("the overrun batch ends");
+    eprintln!("ENOBUFS test: batch answered");
+    assert_eq!(results.len(), operations.len());
+    let lost: Vec<usize> = (0..results.len())
+        .filter(|&index| {
+            results[index]
+                .as_ref()
+                .is_err_and(|error| error.to_string().contains("ENOBUFS"))
+        })
+        .collect();
+    let other_errors: Vec<String> = results
+        .iter()
+        .filter_map(|result| result.as_ref().err())
+        .map(ToString::to_string)
+        .filter(|text| !text.contains("ENOBUFS"))
+        .collect();
+    let in_kernel: std::collections::BTreeSet<IpvsServiceKey> = handle
+        .services()
+        .await
+        .expect("dump the virtual servers")
+        .into_iter()
+        .map(|service| service.key)
+        .collect();
+    eprintln!("ENOBUFS test: dumped {}", in_kernel.len());
+    let false_successes = (0..SERVICES)
+        .filter(|&n| results[n as usize].is_ok() && !in_kernel.contains(&key(n)))
+        .count();
+    eprintln!(
+        "faults: ENOBUFS: {SERVICES} sent unread, {} answers lost (ENOBUFS), {} reported done, \
+         {} in the kernel, {false_successes} false successes, other errors: {}",
+        lost.len(),
+        results.iter().filter(|result| result.is_ok()).count(),
+        in_kernel.len(),
+        other_errors.len()
+    );
+    assert!(
+        !lost.is_empty(),
+        "the batch must overrun the receive buffer"
+    );
+    assert_eq!(
+        false_successes, 0,
+        "an operation reported done is in the kernel"
+    );
+    assert!(
+        other_errors.is_empty(),
+        "{:?}",
+        &other_errors[..other_errors.len().min(5)]
+    );
+
+    // Again with the default pacing, as the agent's next sync would: all
+    // of them are there, so every message fails (EEXIST) and is answered
+    // on its own, which overruns the buffer at the default pace too; the
+    // socket halves its pace at each overrun and keeps it, so within a
+    // few tries every answer is an EEXIST.
+    let mut tries = Vec::new();
+    for _ in 0..5 {
+        let again = handle.apply(&operations).await;
+        let lost = again
+            .iter()
+            .filter(|result| {
+                result
+                    .as_ref()
+                    .is_err_and(|error| error.to_string().contains("ENOBUFS"))
+            })
+            .count();
+        let unexpected: Vec<String> = again
+            .iter()
+            .filter_map(|result| result.as_ref().err())
+            .filter(|error| !error.is_already_exists() && !error.to_string().contains("ENOBUFS"))
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{:?}",
+            &unexpected[..unexpected.len().min(5)]
+        );
+        tries.push(lost);
+        if lost == 0 {
+            break;
+        }
+    }
+    eprintln!("faults: ENOBUFS: the same batch again at the default pace, answers lost per try: {tries:?}");
+    assert_eq!(tries.last(), Some(&0), "answers lost per try: {tries:?}");
+    assert_eq!(
+        handle.services().await.expect("dump").len(),
+        SERVICES as usize
+    );
+    clear_table();
+}

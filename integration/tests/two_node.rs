@@ -454,75 +454,29 @@ fn sync_fields(line: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Stops `agent` (SIGTERM, as a rolling update does) and starts node1's
-/// agent again in its place, as `Cluster::spawn_agents` starts it (same
-/// flags, same manifests, its log appended to the same file, so that
+/// agent again in its place ([`NodeAgent::respawn`]: same flags, same
+/// manifests, its log appended to the same file, so that
 /// `NodeAgent::sync_count` and the cluster's failure messages go on
-/// working); waits (bounded) for the new agent's first sync. A small
-/// watchdog kills the new agent once the test process is gone (the
-/// cluster's watchdog does not know its pid). `in_flux` is set while the
-/// new agent starts and syncs.
+/// working); waits (bounded) for the new agent's first sync. `in_flux` is
+/// set while the new agent starts and syncs.
+///
+/// [`NodeAgent::respawn`]: integration::cluster::NodeAgent::respawn
 fn restart_agent(
-    cluster: &Cluster,
     agent: &mut integration::cluster::NodeAgent,
     in_flux: &std::sync::atomic::AtomicBool,
 ) -> Restart {
-    use std::process::{Command, Stdio};
     use std::sync::atomic::Ordering;
     use std::time::Instant;
-    let node = agent.node;
     let stop_sent = Instant::now();
     let stopped_cleanly = agent.stop();
     // A moment with no agent at all on node1.
     std::thread::sleep(Duration::from_secs(1));
-    let offset = std::fs::metadata(&agent.log).map(|m| m.len()).unwrap_or(0) as usize;
-    let log_file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&agent.log)
-        .expect("open the agent's log to append");
-    let from_env = std::env::var("IPVS_TWO_NODE_AGENT_ARGS").ok();
-    let args: Vec<&str> = match &from_env {
-        Some(text) => text.split_whitespace().collect(),
-        None => AGENT_ARGS.to_vec(),
-    };
     in_flux.store(true, Ordering::SeqCst);
     let spawned = Instant::now();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", node.name()])
-        .arg(integration::agent::agent_binary())
-        .arg("run")
-        .arg("--manifests")
-        .arg(cluster.manifests())
-        .args(["--node-name", node.name(), "--node-ip", node.ip()])
-        .args(["--healthz-bind-address", "", "--metrics-bind-address", ""])
-        .args(&args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("start ipvs-agent again");
-    let watchdog = Command::new("sh")
-        .args([
-            "-c",
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -9 \"$2\" 2>/dev/null",
-            "restart-watchdog",
-        ])
-        .arg(std::process::id().to_string())
-        .arg(child.id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the restarted agent's watchdog");
-    // Kept, never waited for: it outlives the test (it ends with the test
-    // process).
-    static WATCHDOGS: Mutex<Vec<std::process::Child>> = Mutex::new(Vec::new());
-    WATCHDOGS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(watchdog);
+    let offset = agent.respawn();
+    let log = agent.log.clone();
     let restarted_log = || {
-        let text = std::fs::read(&agent.log).unwrap_or_default();
+        let text = std::fs::read(&log).unwrap_or_default();
         String::from_utf8_lossy(text.get(offset..).unwrap_or_default()).into_owned()
     };
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -533,7 +487,7 @@ fn restart_agent(
         {
             break Some((Instant::now(), line.to_owned()));
         }
-        if matches!(child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+        if !agent.is_running() || Instant::now() > deadline {
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -616,7 +570,7 @@ fn agent_restart_under_a_client_loop_drops_no_connection() {
                 while !started.load(Ordering::SeqCst) && Instant::now() < wait_until {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                let restart = restart_agent(cluster, node1, &in_flux);
+                let restart = restart_agent(node1, &in_flux);
                 std::thread::sleep(RESTART_LOOP_AFTER);
                 restart
             };

@@ -64,6 +64,10 @@ pub(crate) struct BatchSocket {
     next_sequence: u32,
     send_buffer: Vec<u8>,
     receive_buffer: Vec<u8>,
+    /// At most this many messages in flight, whatever the options say:
+    /// halved at each receive buffer overrun, for the socket's life (the
+    /// buffer it overran does not grow).
+    in_flight_limit: usize,
 }
 
 impl std::fmt::Debug for BatchSocket {
@@ -96,6 +100,7 @@ impl BatchSocket {
             next_sequence: 1,
             send_buffer: Vec::with_capacity(DATAGRAM_BUFFER_BYTES),
             receive_buffer: Vec::with_capacity(DATAGRAM_BUFFER_BYTES),
+            in_flight_limit: usize::MAX,
         })
     }
 
@@ -129,7 +134,10 @@ impl BatchSocket {
         options: IpvsBatchOptions,
     ) -> Vec<Result<(), IpvsError>> {
         let per_request = options.messages_per_request.max(1);
-        let max_in_flight = options.max_in_flight.max(per_request);
+        let mut max_in_flight = options
+            .max_in_flight
+            .min(self.in_flight_limit)
+            .max(per_request);
         let total = operations.len();
         let base = self.next_sequence;
         self.next_sequence = base.wrapping_add(total as u32);
@@ -172,7 +180,21 @@ impl BatchSocket {
                 Ok(()) => {}
                 Err(error) if error.raw_os_error() == Some(ENOBUFS) => {
                     // Answers were dropped: nothing still pending can be
-                    // known to have succeeded.
+                    // known to have succeeded. The kernel reports an
+                    // overrun once and then drops every answer, silently,
+                    // until the queue is read empty: so the queued
+                    // answers (all to datagrams sent before now: the
+                    // kernel answers within sendmsg) are read and thrown
+                    // away here, or the answers to what is sent next
+                    // would be dropped without a word and waited for
+                    // forever. None of them can be trusted: an error
+                    // answer before a queued ACK may be the one dropped.
+                    self.discard_queued_answers();
+                    // Fewer in flight from now on (this batch and the
+                    // next): messages that fail are answered one by one,
+                    // not datagram by datagram, and overran at this pace.
+                    max_in_flight = (max_in_flight / 2).max(per_request);
+                    self.in_flight_limit = max_in_flight;
                     for datagram in pending.drain(..) {
                         for index in datagram.first..datagram.first + datagram.count {
                             results[index].get_or_insert_with(|| {
@@ -237,6 +259,25 @@ impl BatchSocket {
             .into_iter()
             .map(|result| result.unwrap_or(Err(IpvsError::ConnectionClosed)))
             .collect()
+    }
+}
+
+impl BatchSocket {
+    /// Reads and drops every answer queued on the socket, without waiting
+    /// (the socket is non-blocking): until it is read empty after an
+    /// overrun, the kernel drops every new answer without reporting it.
+    fn discard_queued_answers(&mut self) {
+        loop {
+            self.receive_buffer.clear();
+            match self.socket.socket_ref().recv(&mut self.receive_buffer, 0) {
+                Ok(_) => continue,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: empty. Another ENOBUFS: more was dropped,
+                // go on reading. Anything else: the next read reports it.
+                Err(error) if error.raw_os_error() == Some(ENOBUFS) => continue,
+                Err(_) => break,
+            }
+        }
     }
 }
 
