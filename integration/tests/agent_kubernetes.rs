@@ -120,8 +120,14 @@ fn has_virtual_server(virtual_server: &str) -> bool {
 
 /// Waits until the real servers given with weight > 0 are exactly
 /// `serving` (others may stay at weight 0 while they drain).
+/// Waits until `virtual_server` ("-t 10.1.115.75:80") serves from exactly
+/// `serving` and, unless it is the node's own address (a NodePort), its
+/// address is bound to `kube-ipvs0`: the agent binds addresses after the
+/// IPVS and netfilter steps of a sync, so the table alone can be ready a
+/// moment before traffic to the VIP is delivered.
 fn wait_for_serving(virtual_server: &str, serving: &[&str]) {
     let wanted: BTreeSet<String> = serving.iter().map(|s| s.to_string()).collect();
+    let bound = vip_of(virtual_server);
     wait_until(
         &format!("{virtual_server} to serve from {wanted:?}"),
         SYNC_TIMEOUT,
@@ -131,10 +137,32 @@ fn wait_for_serving(virtual_server: &str, serving: &[&str]) {
                 .filter(|(_, weight)| *weight > 0)
                 .map(|(address, _)| address)
                 .collect();
-            (has_virtual_server(virtual_server) && weighted == wanted).then_some(())
+            let bound = bound
+                .as_ref()
+                .is_none_or(|vip| kube_ipvs0_addresses().contains(vip));
+            (has_virtual_server(virtual_server) && weighted == wanted && bound).then_some(())
         },
-        || ipvsadm(&["-Sn"]),
+        || {
+            format!(
+                "{}kube-ipvs0: {:?}",
+                ipvsadm(&["-Sn"]),
+                kube_ipvs0_addresses()
+            )
+        },
     );
+}
+
+/// The `kube-ipvs0` address ("10.1.115.75/32") of a virtual server
+/// ("-t 10.1.115.75:80"), `None` for the node's own address.
+fn vip_of(virtual_server: &str) -> Option<String> {
+    let endpoint = virtual_server.split_whitespace().last()?;
+    let (address, _port) = endpoint.rsplit_once(':')?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    if address == NODE_IP {
+        return None;
+    }
+    let prefix = if address.contains(':') { 128 } else { 32 };
+    Some(format!("{address}/{prefix}"))
 }
 
 fn wait_for_no_virtual_server(virtual_server: &str) {
@@ -578,13 +606,15 @@ fn service_without_endpoints_has_a_virtual_server_and_no_answer() {
     let _agent = start_agent(&standin, &[]);
     let vip = "-t 10.96.40.40:80";
     wait_until(
-        "the virtual server",
+        "the virtual server and its VIP",
         SYNC_TIMEOUT,
-        || has_virtual_server(vip).then_some(()),
+        || {
+            (has_virtual_server(vip) && kube_ipvs0_addresses().contains("10.96.40.40/32"))
+                .then_some(())
+        },
         || ipvsadm(&["-Sn"]),
     );
     assert!(real_servers(vip).is_empty(), "{}", ipvsadm(&["-Sn"]));
-    assert!(kube_ipvs0_addresses().contains("10.96.40.40/32"));
     assert_eq!(
         client.http_get("10.96.40.40", 80, Duration::from_secs(3)),
         None
@@ -1149,19 +1179,25 @@ fn api_down_and_back_with_everything_changed_reconverges_to_exactly_the_new_set(
     wait_for_api(&standin);
     let back = Instant::now();
     let planned = plan_save(&[&new_file], &[]);
-    wait_until(
-        "the table to be exactly the new set",
-        SYNC_TIMEOUT,
-        || (ipvsadm(&["-Sn"]) == planned).then_some(()),
-        || format!("planned:\n{planned}\nkernel:\n{}", ipvsadm(&["-Sn"])),
-    );
-    let reconverged = back.elapsed();
-    let vips = kube_ipvs0_addresses();
     let expected: BTreeSet<String> = ["10.1.115.99", "10.96.41.1", "10.96.41.3"]
         .iter()
         .map(|address| format!("{address}/32"))
         .collect();
-    assert_eq!(vips, expected, "kube-ipvs0 holds exactly the new VIPs");
+    // The addresses are bound after the IPVS and netfilter steps of the
+    // same sync: both are waited for.
+    wait_until(
+        "the table to be exactly the new set and kube-ipvs0 exactly the new VIPs",
+        SYNC_TIMEOUT,
+        || (ipvsadm(&["-Sn"]) == planned && kube_ipvs0_addresses() == expected).then_some(()),
+        || {
+            format!(
+                "planned:\n{planned}\nkernel:\n{}\nkube-ipvs0: {:?}",
+                ipvsadm(&["-Sn"]),
+                kube_ipvs0_addresses()
+            )
+        },
+    );
+    let reconverged = back.elapsed();
     assert_eq!(distinct(&answers(&client, "10.1.115.99", 80, 6)).len(), 3);
     assert_eq!(
         distinct(&answers(&client, "10.96.41.1", 80, 3)),

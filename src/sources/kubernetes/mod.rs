@@ -13,7 +13,8 @@
 //!   as a whole once complete and marks only the Services whose objects
 //!   differ, so an unchanged relist sends nothing.
 //! - If the API server goes away or cuts the streams, the watchers retry
-//!   with backoff and the kernel table stays exactly as it is.
+//!   with backoff and the kernel table stays exactly as it is; a 410
+//!   Expired (the history moved on while away) relists at once.
 //! - One object that does not decode as its type (its JSON refused by
 //!   the typed struct) never stops the others: it is logged with its
 //!   kind, name and field and counted

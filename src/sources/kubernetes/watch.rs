@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -44,10 +44,19 @@ pub fn spawn_watcher<K, F>(
 {
     let kind = K::kind(&()).to_string();
     tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        // kube-runtime's default backoff (client-go's reflector's: 800 ms
+        // doubling to 30 s, jittered, reset after 2 quiet minutes), applied
+        // here rather than with `.default_backoff()` so that a 410 Expired
+        // relists at once (see `wait_before_retry`).
+        let mut backoff = watcher::DefaultBackoff::default();
+        let mut expired_skipped = false;
+        let mut stream = watcher::watcher(api, config).boxed();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(event) => {
+                    // As `StreamBackoff` does: any answer resets the backoff.
+                    backoff.reset();
+                    expired_skipped = false;
                     api_answered(&health);
                     let event = match sort_event(event) {
                         Sorted::Event(event) => wrap(event),
@@ -72,11 +81,32 @@ pub fn spawn_watcher<K, F>(
                     if health.api_failed() {
                         warn!("the API server is unreachable; the kernel table is kept as it is, health checks are unaffected (ipvs_agent_api_unreachable_seconds)");
                     }
-                    warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is")
+                    warn!(%error, kind, "watch failed; retrying with backoff, the kernel table is left as it is");
+                    if wait_before_retry(&error, expired_skipped) {
+                        if let Some(delay) = backoff.next() {
+                            tokio::time::sleep(delay).await;
+                        }
+                    } else {
+                        expired_skipped = true;
+                    }
                 }
             }
         }
     });
+}
+
+/// Whether to wait out the backoff before the watcher's next attempt
+/// after `error`. Not after a 410 Expired on a watch: the API server
+/// answered, the resourceVersion is only too old, and the watcher relists
+/// next (client-go's reflector relists at once too). Waiting there made
+/// the agent take two backoff steps after an outage that compacted the
+/// history: one to find the server back, one more to relist. Only one
+/// Expired is skipped until the watcher delivers an event again
+/// (`expired_skipped`), so a server that keeps answering 410 is still
+/// retried with backoff.
+fn wait_before_retry(error: &watcher::Error, expired_skipped: bool) -> bool {
+    let expired = matches!(error, watcher::Error::WatchError(status) if status.code == 410);
+    !expired || expired_skipped
 }
 
 /// Logs and counts an object that does not decode (each time it is
@@ -115,4 +145,31 @@ pub fn spawn_reachability_probe(client: Client, health: Health) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_first_expired_watch_relists_without_waiting() {
+        let status = |code: u16| {
+            let mut status = kube::core::Status::failure("test", "Test");
+            status.code = code;
+            Box::new(status)
+        };
+        let expired = watcher::Error::WatchError(status(410));
+        let other = watcher::Error::WatchError(status(500));
+        let failed = watcher::Error::NoResourceVersion;
+        let cases = [
+            (&expired, false, false),
+            (&expired, true, true),
+            (&other, false, true),
+            (&other, true, true),
+            (&failed, false, true),
+        ];
+        for (error, skipped, wait) in cases {
+            assert_eq!(wait_before_retry(error, skipped), wait, "{error} {skipped}");
+        }
+    }
 }
