@@ -11,9 +11,14 @@
 //!   not know yet; the flush-and-add is atomic, so no packet sees a gap).
 //! - An incremental sync diffs only the elements its Services touched
 //!   against the view; one with nothing to change sends nothing.
+//! - More than [`ELEMENTS_PER_TRANSACTION`] element changes go in
+//!   several transactions, the rules with the first, removals before
+//!   additions: nft's memory grows with its script, and it runs in the
+//!   agent's container.
 //! - A refused transaction changed nothing (nft commits all or none):
-//!   the view is marked stale, the tables are read again and the
-//!   transaction is computed again once, in the same sync.
+//!   the view is marked stale (parts already committed included), the
+//!   tables are read again and the changes computed again once, in the
+//!   same sync.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +32,11 @@ use crate::model::netfilter::{NetfilterFamily, NetfilterSet, SetElements};
 use crate::model::settings::IpFamilyMode;
 use crate::system::netfilter::script::{chain_names, expected_key, StaleObjects, Transaction};
 use crate::system::netfilter::{KernelTable, KernelTables, NetfilterError};
+
+/// The most element changes sent in one nft transaction (see
+/// [`Transaction::split`]): nft's memory for one part stays near 15 MiB,
+/// and a first sync at 20,000 Services is 15 transactions.
+pub const ELEMENTS_PER_TRANSACTION: usize = 16_384;
 
 /// Rules as the kernel holds them: chain and expression bytes, in order.
 type RuleBytes = Vec<(String, Vec<u8>)>;
@@ -182,25 +192,25 @@ impl<K: Kernel> SyncEngine<K> {
         if transaction.is_empty() {
             return Ok(());
         }
-        self.kernel
-            .apply_netfilter(&transaction, &self.settings.datapath)
-            .await?;
-        report.netfilter.transactions += 1;
-        report.netfilter.rules_written += transaction.rules.len();
-        report.netfilter.elements_removed += transaction.remove.len();
-        report.netfilter.elements_added += transaction.add.len();
-        for element in &transaction.remove {
-            self.netfilter.elements.remove(element);
+        let written: Vec<NetfilterFamily> = transaction
+            .rules
+            .iter()
+            .map(|(family, _)| *family)
+            .collect();
+        for part in transaction.split(ELEMENTS_PER_TRANSACTION) {
+            self.kernel
+                .apply_netfilter(&part, &self.settings.datapath)
+                .await?;
+            report.netfilter.transactions += 1;
+            report.netfilter.rules_written += part.rules.len();
+            report.netfilter.elements_removed += part.remove.len();
+            report.netfilter.elements_added += part.add.len();
+            for element in &part.remove {
+                self.netfilter.elements.remove(element);
+            }
+            self.netfilter.elements.extend(part.add.iter().copied());
         }
-        self.netfilter
-            .elements
-            .extend(transaction.add.iter().copied());
-        if !transaction.rules.is_empty() {
-            let written: Vec<NetfilterFamily> = transaction
-                .rules
-                .iter()
-                .map(|(family, _)| *family)
-                .collect();
+        if !written.is_empty() {
             let tables = self.kernel.read_netfilter(written, false).await?;
             for (family, table) in tables {
                 match table {

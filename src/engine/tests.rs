@@ -865,6 +865,40 @@ fn vip_element(address: &str) -> SetElement {
 }
 
 #[test]
+fn many_element_changes_go_in_bounded_transactions_rules_first() {
+    use super::netfilter::ELEMENTS_PER_TRANSACTION;
+    let kernel = MemoryKernel::node();
+    let mut engine = engine(&kernel, ProxySettings::default());
+    // Two elements per Service (its ClusterIP and port, its VIP).
+    let count = ELEMENTS_PER_TRANSACTION / 2 + 10;
+    let mut state = ClusterState::default();
+    for index in 0..count {
+        let name = format!("s{index}");
+        let address = format!("10.96.{}.{}", index / 250, index % 250 + 1);
+        state.insert_service(service(&name, &address, 80));
+    }
+    let report = block_on(engine.full_sync(&state)).unwrap();
+    let transactions = take_transactions(&kernel);
+    let sizes: Vec<(usize, usize)> = transactions
+        .iter()
+        .map(|part| (part.rules.len(), part.add.len()))
+        .collect();
+    assert_eq!(
+        sizes,
+        [(1, ELEMENTS_PER_TRANSACTION), (0, 20)],
+        "the rules with the first part"
+    );
+    assert_eq!(
+        (
+            report.netfilter.transactions,
+            report.netfilter.elements_added
+        ),
+        (2, 2 * count)
+    );
+    assert_eq!(held_elements(&kernel).len(), 2 * count);
+}
+
+#[test]
 fn netfilter_sets_follow_the_services_and_endpoint_changes_send_nothing() {
     let kernel = MemoryKernel::node();
     let mut engine = engine(&kernel, ProxySettings::default());
