@@ -10,6 +10,7 @@ cd "$root"
 echo "== building the guest tests"
 cargo build --examples --quiet
 cargo build -p ipvs-agent --bins --quiet   # the agent binary the end-to-end tests start
+cargo build --release -p ipvs-agent --bins --quiet # what the DaemonSet ships: memory_limit.rs runs it
 cargo build -p kube-standin --bins --quiet # the API stand-in they run it against
 binaries=$(cargo test -p integration --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys

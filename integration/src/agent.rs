@@ -3,7 +3,7 @@
 //! `synced` lines it logs after every sync (what it sent, by kind).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +37,24 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 /// The `ipvs-agent` binary built beside the test binaries.
 pub fn agent_binary() -> PathBuf {
     workspace_binary("ipvs-agent")
+}
+
+/// The release `ipvs-agent` (`target/release/ipvs-agent`, what a
+/// DaemonSet ships; guest-tests.sh builds it): fails the test when it is
+/// missing.
+pub fn release_agent_binary() -> PathBuf {
+    let debug = agent_binary();
+    let target = debug
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/ipvs-agent");
+    let binary = target.join("release").join("ipvs-agent");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo build --release -p ipvs-agent --bins)",
+        binary.display()
+    );
+    binary
 }
 
 /// One `synced` log line: its fields (`kind`, `writes`, `add_service`, ...).
@@ -97,14 +115,35 @@ pub struct Agent {
 impl Agent {
     /// Starts `ipvs-agent ARGS...` with its log in a fresh file.
     pub fn start(args: &[&str]) -> Agent {
+        let mut command = Command::new(agent_binary());
+        command.args(args);
+        Agent::spawn(command)
+    }
+
+    /// Starts `BINARY ARGS...` (an `ipvs-agent`) inside the cgroup v2
+    /// group `cgroup` from its first instruction: a shell moves itself
+    /// into the group, then execs the agent (same pid), so every page the
+    /// agent and its children (`nft`) touch is charged to the group, as
+    /// in a container.
+    pub fn start_in_cgroup(binary: &Path, cgroup: &Path, args: &[&str]) -> Agent {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+            .arg(cgroup)
+            .arg(binary)
+            .args(args);
+        Agent::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Agent {
         let log = std::env::temp_dir().join(format!(
             "ipvs-agent-{}-{}.log",
             std::process::id(),
             NEXT_LOG.fetch_add(1, Ordering::SeqCst)
         ));
         let file = std::fs::File::create(&log).expect("create the agent's log file");
-        let child = Command::new(agent_binary())
-            .args(args)
+        let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -115,6 +154,11 @@ impl Agent {
             child: Some(child),
             log,
         }
+    }
+
+    /// The agent's exit status, once it has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// The agent's process id (while it runs).

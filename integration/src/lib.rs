@@ -10,6 +10,7 @@ use std::process::Command;
 pub mod agent;
 pub mod bulk;
 pub mod capture;
+pub mod cgroup;
 pub mod cluster;
 pub mod iptables;
 pub mod node;

@@ -20,7 +20,7 @@ use integration::node::{fresh_node, kube_ipvs0_addresses, plan_save, NODE_ARGS};
 /// The first sync must end within this, under emulation.
 const SYNC_BOUND: Duration = Duration::from_secs(120);
 /// The agent's peak RSS must stay below this (the DaemonSet's limit is
-/// 256 MiB).
+/// 512 MiB, sized for 20,000 Services: memory_limit.rs).
 const MEMORY_BOUND_KIB: u64 = 192 * 1024;
 
 fn service(name: &str, ip: &str, ports: &str, extra: &str) -> String {
