@@ -57,6 +57,18 @@ pub fn release_agent_binary() -> PathBuf {
     binary
 }
 
+/// A KiB field (`VmRSS`, `VmHWM`) of `/proc/PID/status`; 0 when the
+/// process or the field is gone.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let prefix = format!("{field}:");
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// One `synced` log line: its fields (`kind`, `writes`, `add_service`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncLine {

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use integration::agent::Agent;
+use integration::agent::{status_kib, Agent};
 use integration::ipvsadm;
 use integration::node::{fresh_node, kube_ipvs0_addresses, plan_save, NODE_ARGS};
 
@@ -64,15 +64,7 @@ fn programs_one_big_object(what: &str, manifest: &str) {
     let first = agent.wait_for_syncs(1, SYNC_BOUND)[0].clone();
     let elapsed = started.elapsed();
     let pid = agent.pid().expect("the agent runs");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |field: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let (peak, now) = (kib("VmHWM:"), kib("VmRSS:"));
+    let (peak, now) = (status_kib(pid, "VmHWM"), status_kib(pid, "VmRSS"));
     let mut want: Vec<String> = plan_save(&[Path::new(&file)], &[])
         .lines()
         .map(str::to_owned)

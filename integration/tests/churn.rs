@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use integration::agent::Agent;
+use integration::agent::{status_kib, Agent};
 use integration::bulk::{endpoint_ip, service_ip};
 use integration::node::{fresh_node, kube_ipvs0_addresses, NODE_ARGS, NODE_IP};
 use integration::standin::Standin;
@@ -364,15 +364,6 @@ fn differences(want: &NodeState, got: &NodeState) -> Vec<String> {
     lines
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn churn_leaves_the_kernel_equal_to_plan_at_every_quiet_point() {
     fresh_node();
@@ -439,7 +430,7 @@ fn churn_leaves_the_kernel_equal_to_plan_at_every_quiet_point() {
             diff.iter().take(40).cloned().collect::<Vec<_>>().join("\n"),
             tail(&agent.log_text(), 40)
         );
-        rss.push(rss_kib(pid));
+        rss.push(status_kib(pid, "VmRSS"));
         quiet_points.push((churn_time, converged, want.rules.len()));
     }
     let rate = changes as f64 / quiet_points.iter().map(|q| q.0.as_secs_f64()).sum::<f64>();

@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration::agent::{release_agent_binary, Agent, SyncLine};
+use integration::agent::{release_agent_binary, status_kib, Agent, SyncLine};
 use integration::bulk::many_services;
 use integration::cgroup::MemoryGroup;
 use integration::ipvsadm;
@@ -66,16 +66,6 @@ fn daemonset_memory_limit() -> u64 {
         other => panic!("unit {other:?} of resources.limits.memory"),
     };
     number * multiplier
-}
-
-/// A `KiB` field of /proc/PID/status.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn metric(page: &str, name: &str) -> Option<f64> {
@@ -163,8 +153,8 @@ fn the_daemonsets_memory_limit_holds_at_20000_services() {
     let page = metrics_page();
     let reported = metric(&page, "process_resident_memory_bytes")
         .unwrap_or_else(|| panic!("no process_resident_memory_bytes on /metrics:\n{page}"));
-    let rss = status_kib(pid, "VmRSS:") * 1024;
-    let hwm = status_kib(pid, "VmHWM:") * 1024;
+    let rss = status_kib(pid, "VmRSS") * 1024;
+    let hwm = status_kib(pid, "VmHWM") * 1024;
     let peak = group.peak_bytes();
     let current = group.current_bytes();
     let table = ipvsadm(&["-Sn"]);

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration::agent::{agent_binary, Agent};
+use integration::agent::{agent_binary, status_kib, Agent};
 use integration::bulk::{many_services, service_slice};
 use integration::raw::{timed_raw_burst, timed_raw_dumps};
 use integration::standin::Standin;
@@ -83,15 +83,6 @@ fn operations_of(rules: &str) -> Vec<IpvsOperation> {
             }
         })
         .collect()
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn result(key: &str, value: impl std::fmt::Display) {
@@ -257,7 +248,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
     let pid = agent.pid().expect("the agent runs");
     result(
         "p4_agent_peak_rss_mib_after_sync",
-        vm_hwm_kib(pid) as f64 / 1024.0,
+        status_kib(pid, "VmHWM") as f64 / 1024.0,
     );
     assert!(
         ipvsadm(&["-Sn"]) == rules,
@@ -282,7 +273,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
     }
     result(
         "p4_agent_peak_rss_mib_after_resyncs",
-        vm_hwm_kib(pid) as f64 / 1024.0,
+        status_kib(pid, "VmHWM") as f64 / 1024.0,
     );
     // The baselines with the agent stopped: its resyncs (every 5 s) would
     // otherwise run beside them.
