@@ -760,6 +760,20 @@ impl Cluster {
         cluster
     }
 
+    /// The three pods of the hostname example (`examples/hostname.yaml`)
+    /// at its endpoints' addresses, two on node1 and one on node2, each
+    /// serving its name on TCP 9376 (once [`Cluster::start_servers`]).
+    pub fn add_hostname_pods(&mut self) {
+        for (node, name, address) in [
+            (Node::One, "hostname-1", "10.244.1.54"),
+            (Node::One, "hostname-2", "10.244.1.55"),
+            (Node::Two, "hostname-3", "10.244.2.53"),
+        ] {
+            let pod = self.add_pod(node, name, address);
+            self.serve(&pod.name, &pod.name, Protocol::Tcp, 9376);
+        }
+    }
+
     /// Adds a pod `name` with `address` (inside `node`'s pod /24) on `node`.
     pub fn add_pod(&mut self, node: Node, name: &str, address: &str) -> Pod {
         self.add_pod_with(node, name, address, None)

@@ -75,14 +75,7 @@ fn build() -> Cluster {
     ]);
     let web2 = cluster.add_pod(Node::Two, "web-2", "10.244.2.20");
     cluster.serve(&web2.name, &web2.name, Protocol::Tcp, 8080);
-    for (node, name, address) in [
-        (Node::One, "hostname-1", "10.244.1.54"),
-        (Node::One, "hostname-2", "10.244.1.55"),
-        (Node::Two, "hostname-3", "10.244.2.53"),
-    ] {
-        let pod = cluster.add_pod(node, name, address);
-        cluster.serve(&pod.name, &pod.name, Protocol::Tcp, 9376);
-    }
+    cluster.add_hostname_pods();
     cluster.start_servers();
     cluster.wait_for_agents();
     cluster

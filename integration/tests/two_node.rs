@@ -61,14 +61,7 @@ fn build() -> Cluster {
     // are made: the nodes' uplinks already exist, so kube-ipvs0 comes
     // after them.
     cluster.spawn_agents(&args);
-    for (node, name, address) in [
-        (Node::One, "hostname-1", "10.244.1.54"),
-        (Node::One, "hostname-2", "10.244.1.55"),
-        (Node::Two, "hostname-3", "10.244.2.53"),
-    ] {
-        let pod = cluster.add_pod(node, name, address);
-        cluster.serve(&pod.name, &pod.name, Protocol::Tcp, 9376);
-    }
+    cluster.add_hostname_pods();
     let client1 = cluster.add_pod(Node::One, "client-1", CLIENT1);
     cluster.serve(&client1.name, &client1.name, Protocol::Tcp, 8080);
     cluster.add_pod(Node::Two, "client-2", CLIENT2);
