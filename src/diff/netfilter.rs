@@ -22,16 +22,26 @@ impl ElementChanges {
     }
 }
 
-/// Every difference between `wanted` and `held`.
+/// Every difference between `wanted`, sorted and without repeats (the
+/// keys of a set or map, filtered), and `held`: one merge of the two
+/// sorted sequences. Collecting `wanted` into a set first cost 30 MiB at
+/// 20,000 Services, at the agent's peak (issue 16).
 pub fn element_changes<'a>(
     wanted: impl IntoIterator<Item = &'a SetElement>,
     held: &SetElements,
 ) -> ElementChanges {
-    let wanted: SetElements = wanted.into_iter().copied().collect();
-    ElementChanges {
-        remove: held.difference(&wanted).copied().collect(),
-        add: wanted.difference(held).copied().collect(),
+    let mut changes = ElementChanges::default();
+    let mut held = held.iter().peekable();
+    for element in wanted {
+        while let Some(gone) = held.next_if(|held| *held < element) {
+            changes.remove.push(*gone);
+        }
+        if held.next_if_eq(&element).is_none() {
+            changes.add.push(*element);
+        }
     }
+    changes.remove.extend(held.copied());
+    changes
 }
 
 /// The differences among `touched` only: `is_wanted` says whether an
@@ -74,6 +84,9 @@ mod tests {
             (&[1, 2], &[1, 2], &[], &[]),
             (&[1, 2, 3], &[2, 4], &[4], &[1, 3]),
             (&[], &[5], &[5], &[]),
+            (&[4], &[], &[], &[4]),
+            (&[2, 5, 9], &[1, 5, 7, 9, 11], &[1, 7, 11], &[2]),
+            (&[1, 3, 5], &[2, 4, 6], &[2, 4, 6], &[1, 3, 5]),
         ];
         for (wanted, held, remove, add) in cases {
             let wanted: Vec<SetElement> = wanted.iter().map(|n| vip(*n)).collect();
