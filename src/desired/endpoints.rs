@@ -181,12 +181,8 @@ fn collect_from_slices<'a>(
         if slice.address_type != wanted_type {
             continue;
         }
-        for (port_index, slice_port) in slice.ports.iter().enumerate() {
-            let name = slice_port.name.as_deref().unwrap_or("");
-            let protocol = slice_port.protocol.as_deref().unwrap_or("TCP");
-            if name != port.name || protocol != port.protocol {
-                continue;
-            }
+        for slice_port in slice.ports_matching(port.name, port.protocol) {
+            let port_index = slice_port.index;
             let Some(number) = slice_port.port.and_then(port_number) else {
                 collector.problem(
                     "EndpointSlice",

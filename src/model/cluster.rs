@@ -27,21 +27,49 @@ pub struct Slice {
     pub service: Option<ObjectRef>,
     /// `addressType` (`IPv4`, `IPv6`, `FQDN`).
     pub address_type: String,
-    /// `ports`.
+    /// `ports`, sorted by [`SlicePort::match_key`] (equal keys in their
+    /// order in the slice): see [`Slice::ports_matching`].
     pub ports: Vec<SlicePort>,
     /// `endpoints`.
     pub endpoints: Vec<SliceEndpoint>,
 }
 
+impl Slice {
+    /// The ports a Service port named `name` (`""`: unnamed) with
+    /// `protocol` takes its endpoints' port from: a binary search. Each
+    /// port of a Service looks its own up, and a scan of every port made
+    /// one Service with 20,000 ports cost 20,000² comparisons (issue 16).
+    pub fn ports_matching(&self, name: &str, protocol: &str) -> &[SlicePort] {
+        let key = (name, protocol);
+        let start = self.ports.partition_point(|port| port.match_key() < key);
+        let count = self.ports[start..].partition_point(|port| port.match_key() == key);
+        &self.ports[start..start + count]
+    }
+}
+
 /// One of a slice's `ports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlicePort {
+    /// Its position in the slice's `ports` (for error messages: the
+    /// compact slice keeps them sorted).
+    pub index: u32,
     /// `name` (`None`: the unnamed port).
     pub name: Option<String>,
     /// `protocol` (`None`: TCP).
     pub protocol: Option<String>,
     /// `port`.
     pub port: Option<i32>,
+}
+
+impl SlicePort {
+    /// What a Service port is matched by: the name (`""` when unnamed)
+    /// and the protocol (TCP when unset).
+    pub fn match_key(&self) -> (&str, &str) {
+        (
+            self.name.as_deref().unwrap_or(""),
+            self.protocol.as_deref().unwrap_or("TCP"),
+        )
+    }
 }
 
 /// One of a slice's `endpoints`: its first address (the one kube-proxy
@@ -111,21 +139,26 @@ pub enum EndpointAddress {
 
 impl From<&EndpointSlice> for Slice {
     fn from(slice: &EndpointSlice) -> Self {
+        // Exact sizes: an iterator without one starts a Vec at four.
+        let mut ports: Vec<SlicePort> = slice
+            .ports
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(index, port)| SlicePort {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                name: port.name.clone(),
+                protocol: port.protocol.clone(),
+                port: port.port,
+            })
+            .collect();
+        // Stable: equal keys keep their order.
+        ports.sort_by(|a, b| a.match_key().cmp(&b.match_key()));
         Self {
             service: ClusterState::service_of_slice(slice),
             address_type: slice.address_type.clone(),
-            // Exact sizes: an iterator without one starts a Vec at four.
-            ports: slice
-                .ports
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(|port| SlicePort {
-                    name: port.name.clone(),
-                    protocol: port.protocol.clone(),
-                    port: port.port,
-                })
-                .collect(),
+            ports,
             endpoints: slice
                 .endpoints
                 .iter()
@@ -531,6 +564,44 @@ mod tests {
     }
 
     #[test]
+    fn a_slices_ports_are_found_by_name_and_protocol_with_their_positions() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "shop"},
+            "addressType": "IPv4",
+            "endpoints": [],
+            "ports": [
+                {"name": "b", "port": 1},
+                {"name": "a", "protocol": "UDP", "port": 2},
+                {"name": "a", "port": 3},
+                {"port": 4},
+                {"name": "a", "protocol": "TCP", "port": 5},
+                {"name": "", "protocol": "SCTP", "port": 6}
+            ]
+        }))
+        .unwrap();
+        let compact = Slice::from(&slice);
+        // name, protocol, (position, port) of each match
+        type Case<'a> = (&'a str, &'a str, &'a [(u32, i32)]);
+        let cases: &[Case] = &[
+            ("a", "TCP", &[(2, 3), (4, 5)]),
+            ("a", "UDP", &[(1, 2)]),
+            ("b", "TCP", &[(0, 1)]),
+            ("", "TCP", &[(3, 4)]),
+            ("", "SCTP", &[(5, 6)]),
+            ("b", "UDP", &[]),
+            ("c", "TCP", &[]),
+        ];
+        for (name, protocol, expected) in cases {
+            let found: Vec<(u32, i32)> = compact
+                .ports_matching(name, protocol)
+                .iter()
+                .map(|port| (port.index, port.port.unwrap()))
+                .collect();
+            assert_eq!(found, *expected, "{name:?} {protocol}");
+        }
+    }
+
+    #[test]
     fn a_slice_keeps_first_addresses_parsed_conditions_node_and_hints() {
         let slice: EndpointSlice = serde_json::from_value(json!({
             "metadata": {"name": "web-abc", "namespace": "shop",
@@ -554,6 +625,7 @@ mod tests {
                 service: Some(ObjectRef::new("shop", "web")),
                 address_type: "IPv4".into(),
                 ports: vec![SlicePort {
+                    index: 0,
                     name: Some("http".into()),
                     protocol: None,
                     port: Some(8080)
