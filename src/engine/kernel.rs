@@ -187,7 +187,7 @@ impl Kernel for NetlinkKernel {
         transaction: &Transaction,
         settings: &DatapathSettings,
     ) -> Result<(), NetfilterError> {
-        netfilter::run_nft(transaction.script(settings)).await
+        netfilter::apply(transaction.clone(), settings.clone()).await
     }
 
     async fn conntrack_entries(

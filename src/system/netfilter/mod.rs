@@ -5,8 +5,11 @@
 //!
 //! - [`script`]: the rules and element changes as nft scripts (pure).
 //! - [`read`]: the tables read back over nfnetlink (blocking).
-//! - [`run_nft`] sends one script as one transaction (`nft -f -`);
-//!   [`read_tables`] reads both families' tables.
+//! - [`write`]: small element changes as one nfnetlink batch, without
+//!   an `nft` process.
+//! - [`apply`] sends one transaction: as a batch when [`write`] can
+//!   carry it, else as one script (`nft -f -`); [`read_tables`] reads
+//!   both families' tables.
 //!
 //! Why `nft` for writing: it is what kube-proxy's own nftables mode
 //! drives, the kernel's transaction semantics come with it (a whole
@@ -17,12 +20,15 @@
 
 pub mod read;
 pub mod script;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
 use std::process::{Command, Stdio};
 
 use crate::model::netfilter::NetfilterFamily;
+use crate::model::settings::DatapathSettings;
+use script::Transaction;
 
 pub use read::KernelTable;
 
@@ -92,6 +98,23 @@ pub fn run_nft_blocking(script: &str) -> Result<(), NetfilterError> {
         status: output.status.to_string(),
         stderr: stderr.join(" | "),
     })
+}
+
+/// Applies `transaction` off the async threads: as one nfnetlink batch
+/// when it is small element changes only ([`write::netlink_batch`]),
+/// else as one `nft -f` script. Either way all of it or none.
+pub async fn apply(
+    transaction: Transaction,
+    settings: DatapathSettings,
+) -> Result<(), NetfilterError> {
+    tokio::task::spawn_blocking(move || {
+        if write::send_batch_blocking(&transaction)? {
+            return Ok(());
+        }
+        run_nft_blocking(&transaction.script(&settings))
+    })
+    .await
+    .map_err(|error| NetfilterError::Task(error.to_string()))?
 }
 
 /// Runs `script` as one nft transaction, off the async threads.

@@ -28,7 +28,7 @@ use crate::model::netfilter::{
 use crate::system::errno::ENOENT;
 use crate::system::nfnetlink::open_socket;
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_GETCHAIN: u16 = 4;
@@ -36,7 +36,7 @@ const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_GETSET: u16 = 10;
-const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 
 const NFTA_TABLE_NAME: u16 = 1;
@@ -50,18 +50,18 @@ const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(super) const NFTA_LIST_ELEM: u16 = 1;
+pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
 const NFT_SET_INTERVAL: u32 = 0x4;
 
-const NLMSG_ERROR: u16 = 2;
+pub(super) const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const NETLINK_HEADER: usize = 16;
+pub(super) const NETLINK_HEADER: usize = 16;
 const NFGEN_HEADER: usize = 4;
 
 /// A set of the kernel's table, as declared.
@@ -92,14 +92,14 @@ pub struct KernelTable {
     pub undecodable: BTreeSet<NetfilterSet>,
 }
 
-fn nfproto(family: NetfilterFamily) -> u8 {
+pub(super) fn nfproto(family: NetfilterFamily) -> u8 {
     match family {
         NetfilterFamily::Ipv4 => 2,
         NetfilterFamily::Ipv6 => 10,
     }
 }
 
-fn attribute(buffer: &mut Vec<u8>, kind: u16, value: &[u8]) {
+pub(super) fn attribute(buffer: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let length = 4 + value.len();
     buffer.extend_from_slice(&(length as u16).to_ne_bytes());
     buffer.extend_from_slice(&kind.to_ne_bytes());
@@ -109,7 +109,7 @@ fn attribute(buffer: &mut Vec<u8>, kind: u16, value: &[u8]) {
     }
 }
 
-fn string_value(text: &str) -> Vec<u8> {
+pub(super) fn string_value(text: &str) -> Vec<u8> {
     let mut value = text.as_bytes().to_vec();
     value.push(0);
     value
