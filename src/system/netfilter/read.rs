@@ -8,7 +8,8 @@
 //! minutes to list a table with 40,000 set elements (its listing cost
 //! grows much faster than the element count), while the kernel's dump of
 //! the same elements is one pass. Writing goes through `nft -f` (one
-//! transaction, kube-proxy's nftables way); reading is this module.
+//! transaction, kube-proxy's nftables way), small element changes
+//! through [`write`](super::write); reading is this module.
 //!
 //! Blocking: run it with `spawn_blocking`. [`decode_elements`] and the
 //! message walk are pure and tested with bytes the kernel sends.
