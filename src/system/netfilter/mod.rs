@@ -5,9 +5,9 @@
 //!
 //! - [`script`]: the rules and element changes as nft scripts (pure).
 //! - [`read`]: the tables read back over nfnetlink (blocking).
-//! - [`write`]: small element changes as one nfnetlink batch, without
+//! - [`mod@write`]: small element changes as one nfnetlink batch, without
 //!   an `nft` process.
-//! - [`apply`] sends one transaction: as a batch when [`write`] can
+//! - [`apply`] sends one transaction: as a batch when [`mod@write`] can
 //!   carry it, else as one script (`nft -f -`); [`read_tables`] reads
 //!   both families' tables.
 //!
