@@ -4,14 +4,28 @@
 
 use std::fmt::Write as _;
 
-/// The ClusterIP of Service `index` (10.100.x.y, up to 62,500 Services).
+/// Services per address block: 250 fourth octets × 256 third octets.
+const BLOCK: usize = 64_000;
+
+/// The ClusterIP of Service `index`: 10.100.x.y for the first 64,000,
+/// 10.101.x.y for the next (up to 128,000 Services).
 pub fn service_ip(index: usize) -> String {
-    format!("10.100.{}.{}", index / 250, index % 250 + 1)
+    let (block, within) = block_of(index);
+    format!("10.{}.{}.{}", 100 + block, within / 250, within % 250 + 1)
 }
 
-/// Endpoint `endpoint` of Service `index` (10.(200+e).x.y, up to 56).
+/// Endpoint `endpoint` of Service `index` (up to 56): 10.(200+e).x.y for
+/// the first 64,000 Services, 10.(140+e).x.y for the next.
 pub fn endpoint_ip(index: usize, endpoint: usize) -> String {
-    format!("10.{}.{}.{}", 200 + endpoint, index / 250, index % 250 + 1)
+    assert!(endpoint < 56, "at most 56 endpoints per Service");
+    let (block, within) = block_of(index);
+    let second = [200, 140][block] + endpoint;
+    format!("10.{second}.{}.{}", within / 250, within % 250 + 1)
+}
+
+fn block_of(index: usize) -> (usize, usize) {
+    assert!(index < 2 * BLOCK, "at most 128,000 Services");
+    (index / BLOCK, index % BLOCK)
 }
 
 /// Services `svc-0..count` in namespace `bulk` (TCP port 80 → 8080) with

@@ -3,10 +3,12 @@
 //! `kube-ipvs0` at the start of each test, and ways to look at what the
 //! agent made (addresses on `kube-ipvs0`, `ipvsadm -Sn` lines, `plan`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::pods::{prepare_node, run};
 use crate::{clear_table, ipvsadm, require_guest};
@@ -102,6 +104,93 @@ pub fn plan_save(manifests: &[&Path], extra: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// Each set of the agent's `ip` table as `plan --output json` of
+/// `manifests` has it (`netfilterSets.ip`), elements as nft writes them.
+pub fn plan_sets(manifests: &[&Path]) -> BTreeMap<String, BTreeSet<String>> {
+    let output = Command::new(crate::agent::agent_binary())
+        .arg("plan")
+        .arg("--manifests")
+        .args(manifests)
+        .args(NODE_ARGS)
+        .args(["--output", "json"])
+        .output()
+        .expect("run ipvs-agent plan");
+    assert!(
+        output.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("plan's JSON");
+    json["netfilterSets"]["ip"]
+        .as_object()
+        .expect("netfilterSets.ip")
+        .iter()
+        .map(|(name, elements)| {
+            let elements = elements
+                .as_array()
+                .expect("a set's elements")
+                .iter()
+                .map(|e| e.as_str().expect("an element").to_owned())
+                .collect();
+            (name.clone(), elements)
+        })
+        .collect()
+}
+
+/// The elements of every set of the agent's `ip` table, from `nft -j`.
+pub fn kernel_sets(names: impl Iterator<Item = String>) -> BTreeMap<String, BTreeSet<String>> {
+    names
+        .map(|name| {
+            let output = std::process::Command::new("nft")
+                .args(["-j", "list", "set", "ip", "ipvs-agent", &name])
+                .output()
+                .expect("run nft");
+            let json: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+            let elements = json["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item["set"]["elem"].as_array())
+                .flatten()
+                .map(element_text)
+                .collect();
+            (name, elements)
+        })
+        .collect()
+}
+
+/// One element of `nft -j` as nft's text writes it: a concatenation
+/// `{"concat": [a, b, c]}` is `a . b . c`; a range `{"range": [a, b]}` is
+/// `a-b`; a prefix `{"prefix": {"addr": a, "len": n}}` is `a/n`.
+pub fn element_text(element: &Value) -> String {
+    match element {
+        Value::Object(map) if map.contains_key("concat") => map["concat"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(element_text)
+            .collect::<Vec<_>>()
+            .join(" . "),
+        Value::Object(map) if map.contains_key("range") => {
+            let parts: Vec<String> = map["range"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(element_text)
+                .collect();
+            parts.join("-")
+        }
+        Value::Object(map) if map.contains_key("prefix") => format!(
+            "{}/{}",
+            element_text(&map["prefix"]["addr"]),
+            map["prefix"]["len"]
+        ),
+        Value::Object(map) if map.contains_key("elem") => element_text(&map["elem"]["val"]),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Polls `check` every 100 ms until it returns `Some`; fails the test with

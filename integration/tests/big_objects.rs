@@ -4,8 +4,8 @@
 //! externalIPs. Each is programmed by one agent from a manifest on an
 //! empty node: the first sync's time and the agent's peak memory
 //! (VmHWM) are printed (`faults: big object ...` lines, the table in
-//! RELIABILITY.md) and bounded, and the kernel's table equals `plan` of
-//! the same objects. The bounds are loose on purpose (the guest is
+//! RELIABILITY.md) and bounded, and the kernel's table and the agent's
+//! nftables sets equal `plan` of the same objects. The bounds are loose on purpose (the guest is
 //! emulated and noisy): they catch a quadratic path or a blow-up, the
 //! printed figures are the claim.
 
@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use integration::agent::{status_kib, Agent};
 use integration::ipvsadm;
-use integration::node::{fresh_node, kube_ipvs0_addresses, plan_save, NODE_ARGS};
+use integration::node::{
+    fresh_node, kernel_sets, kube_ipvs0_addresses, plan_save, plan_sets, NODE_ARGS,
+};
 
 /// The first sync must end within this, under emulation.
 const SYNC_BOUND: Duration = Duration::from_secs(120);
@@ -89,6 +91,21 @@ fn programs_one_big_object(what: &str, manifest: &str) {
         got.len(),
         want.len()
     );
+    // The sets too: a big object's elements go to the kernel in many
+    // nfnetlink batches (more than 1,024 changes).
+    let want_sets = plan_sets(&[Path::new(&file)]);
+    let got_sets = kernel_sets(want_sets.keys().cloned());
+    let elements: usize = want_sets.values().map(|set| set.len()).sum();
+    eprintln!("faults: big object {what}: {elements} set elements");
+    for (name, want) in &want_sets {
+        let got = &got_sets[name];
+        assert!(
+            got == want,
+            "{what}: set {name} differs from plan: {} missing, {} extra",
+            want.difference(got).count(),
+            got.difference(want).count()
+        );
+    }
     assert!(
         peak < MEMORY_BOUND_KIB,
         "{what}: peak RSS {peak} KiB, bound {MEMORY_BOUND_KIB} KiB"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use integration::agent::{status_kib, Agent};
 use integration::bulk::{endpoint_ip, service_ip};
-use integration::node::{fresh_node, kube_ipvs0_addresses, NODE_ARGS, NODE_IP};
+use integration::node::{fresh_node, kernel_sets, kube_ipvs0_addresses, NODE_ARGS, NODE_IP};
 use integration::standin::Standin;
 use serde_json::{json, Value};
 
@@ -265,60 +265,6 @@ fn planned(model: &BTreeMap<usize, ChurnService>) -> NodeState {
         rules,
         addresses,
         sets,
-    }
-}
-
-/// The elements of every set of the agent's `ip` table, from `nft -j`.
-fn kernel_sets(names: impl Iterator<Item = String>) -> BTreeMap<String, BTreeSet<String>> {
-    names
-        .map(|name| {
-            let output = std::process::Command::new("nft")
-                .args(["-j", "list", "set", "ip", "ipvs-agent", &name])
-                .output()
-                .expect("run nft");
-            let json: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-            let elements = json["nftables"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|item| item["set"]["elem"].as_array())
-                .flatten()
-                .map(element_text)
-                .collect();
-            (name, elements)
-        })
-        .collect()
-}
-
-/// One element of `nft -j` as nft's text writes it: a concatenation
-/// `{"concat": [a, b, c]}` is `a . b . c`; a range `{"range": [a, b]}` is
-/// `a-b`; a prefix `{"prefix": {"addr": a, "len": n}}` is `a/n`.
-fn element_text(element: &Value) -> String {
-    match element {
-        Value::Object(map) if map.contains_key("concat") => map["concat"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(element_text)
-            .collect::<Vec<_>>()
-            .join(" . "),
-        Value::Object(map) if map.contains_key("range") => {
-            let parts: Vec<String> = map["range"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(element_text)
-                .collect();
-            parts.join("-")
-        }
-        Value::Object(map) if map.contains_key("prefix") => format!(
-            "{}/{}",
-            element_text(&map["prefix"]["addr"]),
-            map["prefix"]["len"]
-        ),
-        Value::Object(map) if map.contains_key("elem") => element_text(&map["elem"]["val"]),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -31,11 +31,12 @@ use crate::diff::netfilter::{element_changes, touched_changes, ElementChanges};
 use crate::model::netfilter::{NetfilterFamily, NetfilterSet, SetElements};
 use crate::model::settings::IpFamilyMode;
 use crate::system::netfilter::script::{chain_names, expected_key, StaleObjects, Transaction};
-use crate::system::netfilter::{KernelTable, KernelTables, NetfilterError};
+use crate::system::netfilter::{write, KernelTable, KernelTables, NetfilterError};
 
 /// The most element changes sent in one nft transaction (see
-/// [`Transaction::split`]): nft's memory for one part stays near 15 MiB,
-/// and a first sync at 20,000 Services is 15 transactions.
+/// [`Transaction::split`]): nft's memory for one part stays near 15 MiB.
+/// Only the elements a batch cannot carry (the interval set's) go that
+/// way in bulk; the rest go as nfnetlink batches ([`write::parts`]).
 pub const ELEMENTS_PER_TRANSACTION: usize = 16_384;
 
 /// Rules as the kernel holds them: chain and expression bytes, in order.
@@ -206,7 +207,7 @@ impl<K: Kernel> SyncEngine<K> {
             .iter()
             .map(|(family, _)| *family)
             .collect();
-        for part in transaction.split(ELEMENTS_PER_TRANSACTION) {
+        for part in write::parts(transaction, ELEMENTS_PER_TRANSACTION) {
             self.kernel
                 .apply_netfilter(&part, &self.settings.datapath)
                 .await?;

@@ -865,8 +865,9 @@ fn vip_element(address: &str) -> SetElement {
 }
 
 #[test]
-fn many_element_changes_go_in_bounded_transactions_rules_first() {
+fn many_element_changes_go_in_bounded_parts_rules_first() {
     use super::netfilter::ELEMENTS_PER_TRANSACTION;
+    use crate::system::netfilter::write::MAX_NETLINK_ELEMENTS;
     let kernel = MemoryKernel::node();
     let mut engine = engine(&kernel, ProxySettings::default());
     // Two elements per Service (its ClusterIP and port, its VIP).
@@ -883,17 +884,19 @@ fn many_element_changes_go_in_bounded_transactions_rules_first() {
         .iter()
         .map(|part| (part.rules.len(), part.add.len()))
         .collect();
-    assert_eq!(
-        sizes,
-        [(1, ELEMENTS_PER_TRANSACTION), (0, 20)],
-        "the rules with the first part"
-    );
+    // The rules by script, then the elements as batches of at most
+    // MAX_NETLINK_ELEMENTS (none of them is an interval set's).
+    let batches = (2 * count).div_ceil(MAX_NETLINK_ELEMENTS);
+    let mut expected = vec![(1, 0)];
+    expected.extend(vec![(0, MAX_NETLINK_ELEMENTS); batches - 1]);
+    expected.push((0, 2 * count - (batches - 1) * MAX_NETLINK_ELEMENTS));
+    assert_eq!(sizes, expected, "the rules first, then bounded batches");
     assert_eq!(
         (
             report.netfilter.transactions,
             report.netfilter.elements_added
         ),
-        (2, 2 * count)
+        (batches + 1, 2 * count)
     );
     assert_eq!(held_elements(&kernel).len(), 2 * count);
 }

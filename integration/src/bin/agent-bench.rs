@@ -1,7 +1,8 @@
 //! The agent's benchmark suite (issue 6), run inside the real-kernel guest
 //! in one go; every figure beside a baseline measured in the same run.
 //!
-//! `agent-bench [SERVICES] [ENDPOINTS]` (default 20,000 × 10), as root in a
+//! `agent-bench [SERVICES] [ENDPOINTS] [--resyncs N] [--changes N]`
+//! (default 20,000 × 10, 10 resyncs, 100 changes), as root in a
 //! kernel with IPVS, with the release `ipvs-agent` and `kube-standin` built
 //! beside it. One cluster of SERVICES ClusterIP Services with ENDPOINTS
 //! ready endpoints each is written as manifests; `ipvs-agent plan` gives
@@ -14,11 +15,12 @@
 //!   its first `synced` line (and the sync's own duration), its table then
 //!   checked equal to the rules.
 //! - **P4 memory**: the agent's peak RSS (`VmHWM`) holding that cluster.
-//! - **P3 steady state**: 10 periodic full resyncs without a change (their
-//!   write messages must be 0; each is a full drift audit: dump, diff),
-//!   against `ipvsadm -Ln` of the same table.
-//! - **P2 one change**: the agent restarted (adoption: 0 writes), then 100
-//!   single-endpoint changes through the API (one added, one removed, in
+//! - **P3 steady state**: `--resyncs` periodic full resyncs without a
+//!   change (their write messages must be 0; each is a full drift audit:
+//!   dump, diff), against `ipvsadm -Ln` of the same table and `nft list`
+//!   of the agent's nftables table.
+//! - **P2 one change**: the agent restarted (adoption: 0 writes), then
+//!   `--changes` single-endpoint changes through the API (one added, one removed, in
 //!   turn): messages per change (must be 1) and the event-to-kernel-ACK
 //!   time p50/p99, beside the time of one `ipvsadm -a` / `-d` process.
 //!
@@ -39,8 +41,16 @@ use netlink_ipvs::{
     IpvsServiceKey,
 };
 
-const USAGE: &str = "usage: agent-bench [SERVICES] [ENDPOINTS]";
+const USAGE: &str = "usage: agent-bench [SERVICES] [ENDPOINTS] [--resyncs N] [--changes N]";
 const WAIT: Duration = Duration::from_secs(1800);
+/// The phases a `synced` line times, each reported per sync.
+const PHASES: [&str; 5] = [
+    "read_ms",
+    "compute_ms",
+    "apply_ms",
+    "addresses_ms",
+    "netfilter_ms",
+];
 
 fn median(values: &mut [f64]) -> f64 {
     percentile(values, 0.5)
@@ -150,6 +160,37 @@ fn read_baselines() {
     result("p3_agent_list_seconds_median", median(&mut lists));
 }
 
+/// P3's netfilter half of the baseline: `nft list table` of the agent's
+/// table (left in place by the stopped agent), as an operator reads it.
+/// Once, not the median of 3: nft's listing grows fast with the elements,
+/// so it is bounded at 300 s and reported as a lower bound beyond.
+fn nft_list_baseline() {
+    const BOUND: &str = "300";
+    let start = Instant::now();
+    let output = Command::new("timeout")
+        .args([BOUND, "nft", "list", "table", "ip", "ipvs-agent"])
+        .output()
+        .expect("run nft list");
+    let elapsed = start.elapsed().as_secs_f64();
+    if output.status.success() {
+        result("p3_nft_list_seconds", elapsed);
+        result(
+            "p3_nft_list_lines",
+            output.stdout.split(|b| *b == b'\n').count(),
+        );
+    } else {
+        result("p3_nft_list_seconds_at_least", elapsed);
+        result(
+            "p3_nft_list_failed",
+            format!(
+                "{} {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        );
+    }
+}
+
 /// The raw burst of the same operations, pre-encoded.
 async fn measure_raw(rules: &str) {
     let operations = operations_of(rules);
@@ -221,7 +262,7 @@ fn start_agent(standin: &Standin, sync_period: &str) -> (Agent, Instant) {
 }
 
 /// The agent against the stand-in: P1, P4, P3, then P2 after a restart.
-fn measure_agent(manifests: &Path, rules: &str, services: usize) {
+fn measure_agent(manifests: &Path, rules: &str, services: usize, resyncs: usize, changes: usize) {
     let _ = Command::new("ip")
         .args(["link", "add", "node0", "type", "dummy"])
         .status();
@@ -242,7 +283,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         first.count_f64("duration_ms") / 1e3,
     );
     result("p1_agent_writes", first.writes());
-    for phase in ["read_ms", "compute_ms", "apply_ms", "addresses_ms"] {
+    for phase in PHASES {
         result(&format!("p1_agent_sync_{phase}"), first.count_f64(phase));
     }
     let pid = agent.pid().expect("the agent runs");
@@ -255,20 +296,21 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
         "the agent's table differs from the rules"
     );
 
-    // P3: ten periodic resyncs, nothing changed.
-    let syncs = agent.wait_for_syncs(11, WAIT);
-    let mut audits: Vec<f64> = syncs[1..11]
+    // P3: periodic resyncs, nothing changed.
+    let syncs = agent.wait_for_syncs(resyncs + 1, WAIT);
+    let audited = &syncs[1..=resyncs];
+    let mut audits: Vec<f64> = audited
         .iter()
         .map(|sync| {
             assert_eq!(sync.kind(), "full", "{sync:?}");
             sync.count_f64("duration_ms") / 1e3
         })
         .collect();
-    let writes: u64 = syncs[1..11].iter().map(|sync| sync.writes()).sum();
+    let writes: u64 = audited.iter().map(|sync| sync.writes()).sum();
     result("p3_resync_writes_total", writes);
     result("p3_full_resync_seconds_median", median(&mut audits));
-    for phase in ["read_ms", "compute_ms", "apply_ms", "addresses_ms"] {
-        let mut values: Vec<f64> = syncs[1..11].iter().map(|s| s.count_f64(phase)).collect();
+    for phase in PHASES {
+        let mut values: Vec<f64> = audited.iter().map(|s| s.count_f64(phase)).collect();
         result(&format!("p3_resync_{phase}_median"), median(&mut values));
     }
     result(
@@ -279,6 +321,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
     // otherwise run beside them.
     agent.stop();
     read_baselines();
+    nft_list_baseline();
 
     // P2: restart (adoption), then single-endpoint changes.
     let (mut agent, started) = start_agent(&standin, "1h");
@@ -290,7 +333,7 @@ fn measure_agent(manifests: &Path, rules: &str, services: usize) {
     );
     let endpoints = rules.lines().filter(|l| l.starts_with("-a ")).count() / services;
     let mut messages: BTreeMap<u64, usize> = BTreeMap::new();
-    for change in 0..100 {
+    for change in 0..changes {
         let before = agent.syncs().len();
         let count = if change % 2 == 0 {
             endpoints + 1
@@ -432,20 +475,33 @@ async fn main() {
             [_, "restore", rules_path] => measure_restore(&rules(rules_path)),
             [_, "read", rules_path] => measure_read(&rules(rules_path)),
             [_, "raw", rules_path] => measure_raw(&rules(rules_path)).await,
-            [_, "agent", manifests, rules_path, services] => measure_agent(
+            [_, "agent", manifests, rules_path, services, resyncs, changes] => measure_agent(
                 Path::new(manifests),
                 &rules(rules_path),
                 services.parse().expect("a number"),
+                resyncs.parse().expect("a number"),
+                changes.parse().expect("a number"),
             ),
             _ => panic!("{USAGE}"),
         }
         return;
     }
-    let number = |text: &String| -> usize { text.parse().unwrap_or_else(|_| panic!("{USAGE}")) };
-    let (services, endpoints) = match args.as_slice() {
+    let number = |text: &str| -> usize { text.parse().unwrap_or_else(|_| panic!("{USAGE}")) };
+    let (mut resyncs, mut changes) = (10, 100);
+    let mut positional = Vec::new();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--resyncs" => resyncs = number(words.next().unwrap_or_else(|| panic!("{USAGE}"))),
+            "--changes" => changes = number(words.next().unwrap_or_else(|| panic!("{USAGE}"))),
+            other => positional.push(number(other)),
+        }
+    }
+    assert!(resyncs > 0 && changes > 0, "{USAGE}");
+    let (services, endpoints) = match positional.as_slice() {
         [] => (20_000, 10),
-        [s] => (number(s), 10),
-        [s, e] => (number(s), number(e)),
+        [s] => (*s, 10),
+        [s, e] => (*s, *e),
         _ => panic!("{USAGE}"),
     };
     let work = std::env::temp_dir().join(format!("agent-bench-{}", std::process::id()));
@@ -488,6 +544,8 @@ async fn main() {
                 manifests_arg.as_str(),
                 rules_arg.as_str(),
                 &services.to_string(),
+                &resyncs.to_string(),
+                &changes.to_string(),
             ],
         ),
     ] {
@@ -536,13 +594,17 @@ async fn main() {
     );
     let audit = value("p3_full_resync_seconds_median");
     let listing = value("p3_ipvsadm_list_seconds_median");
+    let nft_list = value("p3_nft_list_seconds");
     println!(
-        "P3: writes in 10 resyncs {} | full resync (dump + diff) {audit:.3} s vs ipvsadm -Ln {listing:.3} s = {:.2}x",
+        "P3: writes in {resyncs} resyncs {} | full resync (dump + diff) {audit:.3} s vs ipvsadm -Ln {listing:.3} s = {:.2}x; \
+         vs ipvsadm -Ln + nft list {nft_list:.3} s ({:.3} s) = {:.2}x",
         results.get("p3_resync_writes_total").map_or("?", String::as_str),
-        audit / listing
+        audit / listing,
+        listing + nft_list,
+        audit / (listing + nft_list)
     );
     println!(
-        "P4: agent peak RSS {:.1} MiB after the first sync, {:.1} MiB after 10 resyncs",
+        "P4: agent peak RSS {:.1} MiB after the first sync, {:.1} MiB after {resyncs} resyncs",
         value("p4_agent_peak_rss_mib_after_sync"),
         value("p4_agent_peak_rss_mib_after_resyncs")
     );

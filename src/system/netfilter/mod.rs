@@ -5,8 +5,9 @@
 //!
 //! - [`script`]: the rules and element changes as nft scripts (pure).
 //! - [`read`]: the tables read back over nfnetlink (blocking).
-//! - [`mod@write`]: small element changes as one nfnetlink batch, without
-//!   an `nft` process.
+//! - [`mod@write`]: element changes as nfnetlink batches, without an
+//!   `nft` process: a small change as one, a first sync's bulk as many
+//!   ([`write::parts`]).
 //! - [`apply`] sends one transaction: as a batch when [`mod@write`] can
 //!   carry it, else as one script (`nft -f -`); [`read_tables`] reads
 //!   both families' tables.

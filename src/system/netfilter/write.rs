@@ -7,13 +7,15 @@
 //! endpoint's hairpin element) cost one `nft` process, 0.11–0.17 s in the
 //! guest whatever the table's size, and that was most of an endpoint
 //! change's latency at 20,000 Services (issue 16, P2;
-//! `integration/scripts/nft-process-cost.sh`). The rules, the first sync's
-//! bulk and the interval set still go through `nft -f`
+//! `integration/scripts/nft-process-cost.sh`). A first sync's bulk goes
+//! the same way, in batches of [`MAX_NETLINK_ELEMENTS`] ([`parts`]). The
+//! rules and the interval set's elements still go through `nft -f`
 //! ([`netlink_batch`] says which changes qualify).
 //!
-//! [`netlink_batch`] is pure and tested by decoding its messages with
-//! the reader's [`decode_elements`](super::read::decode_elements);
-//! [`send_batch_blocking`] sends it and waits for the kernel's answer.
+//! [`parts`] and [`netlink_batch`] are pure and tested, the batch by
+//! decoding its messages with the reader's
+//! [`decode_elements`](super::read::decode_elements);
+//! [`send_batch_blocking`] sends one and waits for the kernel's answer.
 
 use std::collections::BTreeMap;
 
@@ -183,6 +185,49 @@ pub fn netlink_batch(transaction: &Transaction, sequence: u32) -> Option<(Vec<u8
     );
     finish(&mut buffer, start);
     Some((buffer, last))
+}
+
+/// Whether a batch can carry `element`: not of an interval set, and a
+/// key [`element_key_bytes`] can write.
+fn batchable(element: &SetElement) -> bool {
+    let (_, _, interval) = expected_key(element.family, element.set);
+    !interval && element_key_bytes(element).is_some()
+}
+
+/// `transaction` as the parts sent to the kernel, in order, each all or
+/// none. Up to [`MAX_NETLINK_ELEMENTS`] element changes stay one part
+/// (one batch when [`netlink_batch`] takes it, else one script). A
+/// larger one (a first sync) becomes: the rules and the elements a batch
+/// cannot carry, as script parts of at most `max_script_elements`
+/// ([`Transaction::split`]: removals before additions); then the rest as
+/// batches of at most [`MAX_NETLINK_ELEMENTS`], removals first. Why: at
+/// 20,000 Services a first sync's 240,000 elements were 15 `nft -f`
+/// processes and about 11 s of the sync in the guest, most of it nft
+/// parsing its script (issue 16, P1); as batches they skip the text.
+pub fn parts(transaction: Transaction, max_script_elements: usize) -> Vec<Transaction> {
+    if transaction.remove.len() + transaction.add.len() <= MAX_NETLINK_ELEMENTS {
+        return transaction.split(max_script_elements);
+    }
+    let (remove_batch, remove_script): (Vec<SetElement>, Vec<SetElement>) =
+        transaction.remove.into_iter().partition(batchable);
+    let (add_batch, add_script): (Vec<SetElement>, Vec<SetElement>) =
+        transaction.add.into_iter().partition(batchable);
+    let script = Transaction {
+        rules: transaction.rules,
+        remove: remove_script,
+        add: add_script,
+    };
+    let batches = Transaction {
+        rules: Vec::new(),
+        remove: remove_batch,
+        add: add_batch,
+    };
+    script
+        .split(max_script_elements)
+        .into_iter()
+        .chain(batches.split(MAX_NETLINK_ELEMENTS))
+        .filter(|part| !part.is_empty())
+        .collect()
 }
 
 /// The answers in one datagram: (sequence, errno; 0 is an ACK).
@@ -487,6 +532,83 @@ mod tests {
             ..Transaction::default()
         };
         assert!(netlink_batch(&rules, 1).is_none());
+    }
+
+    #[test]
+    fn large_transactions_are_a_script_of_rules_and_ranges_then_batches() {
+        let vip = |n: u32| {
+            element(
+                NetfilterFamily::Ipv4,
+                NetfilterSet::Vips,
+                ElementKey::Address(std::net::Ipv4Addr::from(0x0a60_0000 + n).into()),
+            )
+        };
+        let v4: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let range = element(
+            NetfilterFamily::Ipv4,
+            NetfilterSet::FirewallAllow,
+            ElementKey::ServiceSource {
+                address: v4,
+                protocol: IpvsProtocol::Tcp,
+                port: 80,
+                first: v4,
+                last: v4,
+            },
+        );
+        let rules = vec![(NetfilterFamily::Ipv4, Default::default())];
+        // At most MAX_NETLINK_ELEMENTS changes: one part, whatever it holds.
+        let small = Transaction {
+            rules: rules.clone(),
+            remove: Vec::new(),
+            add: [vec![range], (0..10).map(vip).collect()].concat(),
+        };
+        assert_eq!(parts(small.clone(), 16_384), vec![small]);
+
+        // Larger: the rules and the range by script, the rest in batches,
+        // removals first, nothing lost or reordered.
+        let removed: Vec<SetElement> = (0..1100).map(vip).collect();
+        let added: Vec<SetElement> = (2000..4500).map(vip).collect();
+        let large = Transaction {
+            rules: rules.clone(),
+            remove: removed.clone(),
+            add: [vec![range], added.clone()].concat(),
+        };
+        let split = parts(large, 16_384);
+        let shapes: Vec<(usize, usize, usize)> = split
+            .iter()
+            .map(|part| (part.rules.len(), part.remove.len(), part.add.len()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (1, 0, 1),
+                (0, 1024, 0),
+                (0, 76, 948),
+                (0, 0, 1024),
+                (0, 0, 528)
+            ]
+        );
+        assert_eq!(split[0].add, vec![range]);
+        let batched_removals: Vec<SetElement> =
+            split[1..].iter().flat_map(|p| p.remove.clone()).collect();
+        let batched_additions: Vec<SetElement> =
+            split[1..].iter().flat_map(|p| p.add.clone()).collect();
+        assert_eq!(batched_removals, removed);
+        assert_eq!(batched_additions, added);
+        for part in &split[1..] {
+            assert!(netlink_batch(part, 1).is_some(), "each batch qualifies");
+        }
+        // The script part's elements are still bounded.
+        let many_ranges = Transaction {
+            rules,
+            remove: Vec::new(),
+            add: vec![range; 2000],
+        };
+        let shapes: Vec<(usize, usize)> = parts(many_ranges, 1500)
+            .iter()
+            .map(|part| (part.rules.len(), part.add.len()))
+            .collect();
+        assert_eq!(shapes, [(1, 1500), (0, 500)]);
     }
 
     #[test]
