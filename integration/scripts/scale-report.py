@@ -31,6 +31,7 @@ FIGURES = [
     ("baseline: one ipvsadm process", "p2_one_ipvsadm_process_ms_median", 1.0, "ms"),
     ("drift audit (full resync)", "p3_full_resync_seconds_median", 1.0, "s"),
     ("baseline: ipvsadm -Ln", "p3_ipvsadm_list_seconds_median", 1.0, "s"),
+    ("baseline: nft list table", "p3_nft_list_seconds", 1.0, "s"),
     ("peak RSS after the first sync", "p4_agent_peak_rss_mib_after_sync", 1.0, "MiB"),
     ("peak RSS after the resyncs", "p4_agent_peak_rss_mib_after_resyncs", 1.0, "MiB"),
 ]
@@ -98,7 +99,16 @@ def table(runs):
     lines = [header, "|---" * (len(runs) + 2) + "|"]
     for label, key, scale, unit in FIGURES:
         values = [r.get(key) for r in runs]
-        cells = ["—" if v is None else f"{v * scale:,.2f} {unit}" for v in values]
+        cells = []
+        for run, value in zip(runs, values):
+            bound = run.get(key + "_at_least")
+            if value is not None:
+                cells.append(f"{value * scale:,.2f} {unit}")
+            elif bound is not None:
+                # A baseline cut off by its timeout: it took longer than this.
+                cells.append(f"> {bound * scale:,.0f} {unit} (timed out)")
+            else:
+                cells.append("—")
         exponents = []
         for a, b in zip(runs, runs[1:]):
             va, vb = a.get(key), b.get(key)
