@@ -98,9 +98,9 @@ def table(runs):
     header = "| figure | " + " | ".join(sizes) + " | growth exponent |"
     lines = [header, "|---" * (len(runs) + 2) + "|"]
     for label, key, scale, unit in FIGURES:
-        values = [r.get(key) for r in runs]
         cells = []
-        for run, value in zip(runs, values):
+        for run in runs:
+            value = run.get(key)
             bound = run.get(key + "_at_least")
             if value is not None:
                 cells.append(f"{value * scale:,.2f} {unit}")
